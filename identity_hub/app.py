@@ -1,0 +1,78 @@
+"""The one app factory, used by `identity-hub serve`, the tests and e2e."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from identity_hub import appkeys
+from identity_hub.runtime import open_runtime
+from identity_hub.settings import Settings
+from identity_hub.storage import store
+from identity_hub.transport.http import endpoint
+from identity_hub.transport.pipeline import Pipeline
+
+logger = logging.getLogger(__name__)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers and its database does too. No secrets."""
+    runtime = request.app[appkeys.RUNTIME]
+    try:
+        async with runtime.db.read() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+    except Exception:
+        logger.exception("health check: database unreachable")
+        return web.json_response({"status": "unavailable"}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+async def well_known_did(request: web.Request) -> web.Response:
+    runtime = request.app[appkeys.RUNTIME]
+    if not runtime.identity.did.startswith("did:web:"):
+        raise web.HTTPNotFound()
+    return web.json_response(runtime.identity.document)
+
+
+async def _purge_nonces(db: object, every: float = 60.0) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await store.purge_nonces(db)  # type: ignore[arg-type]
+        except Exception:
+            logger.exception("purging expired nonces failed")
+
+
+async def well_known_hub(request: web.Request) -> web.Response:
+    """The hub's DID, DID document and endpoint: what `identity-hub info --json` prints."""
+    runtime = request.app[appkeys.RUNTIME]
+    return web.json_response({"did": runtime.identity.did,
+                              "didDocument": runtime.identity.document,
+                              "endpoint": runtime.settings.endpoint})
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[appkeys.SETTINGS] = settings
+
+    async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with open_runtime(settings) as runtime:
+            app[appkeys.RUNTIME] = runtime
+            app[appkeys.PIPELINE] = Pipeline(runtime)
+            purger = asyncio.create_task(_purge_nonces(runtime.db))
+            yield
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+
+    app.cleanup_ctx.append(runtime_ctx)
+    for path in settings.paths:
+        app.router.add_post(path, endpoint)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/.well-known/did.json", well_known_did)
+    app.router.add_get("/.well-known/identity-hub", well_known_hub)
+    return app

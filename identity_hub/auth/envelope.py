@@ -1,0 +1,236 @@
+"""The encrypted envelope: JWE(JWS(request)) in, JWE(JWS(response)) out (protocol doc §b).
+
+Order of checks on a request, cheapest and least revealing first:
+1. parse the compact JWE (size and header rules), find the hub key its `kid` names, decrypt;
+2. parse the inner compact JWS, resolve the requester key its `kid` names (authentication or
+   assertionMethod), verify the signature — *before* any token is issued (the reference issued
+   tokens to unverified requests);
+3. refuse a replayed `did-requester-nonce`; verify the `did-access-token`, or issue one.
+Every failure is the same `AuthenticationFailed` from outside; the reason goes to the log only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from identity_hub import crypto
+from identity_hub.crypto import JoseError, Limits, ParsedJws
+from identity_hub.did import DidError, DidResolver, VerificationKey
+from identity_hub.errors import AuthenticationFailed
+from identity_hub.identity import HubIdentity
+from identity_hub.protocol.commit import format_time, parse_time
+
+logger = logging.getLogger(__name__)
+
+MAX_NONCE_LENGTH = 256
+
+# Which hub signing key answers which requester key family, best first. The 2019 clients verify
+# only RS256 and ES256K, so RSA comes before Ed25519 for them.
+RESPONSE_SIGNER = {
+    "RSA": ("RSA", "Ed25519"),
+    "secp256k1": ("secp256k1", "RSA", "Ed25519"),
+    "P-256": ("Ed25519", "P-256"),
+    "P-384": ("Ed25519",),
+    "Ed25519": ("Ed25519",),
+}
+
+
+class KeyRing:
+    """The hub's private keys as `cryptography` objects, converted once and cached by kid."""
+
+    def __init__(self, identity: HubIdentity) -> None:
+        self.identity = identity
+        self._cache: dict[str, tuple[str, Any]] = {}
+
+    def private(self, kid: str) -> tuple[str, Any] | None:
+        hit = self._cache.get(kid)
+        if hit is not None:
+            return hit
+        jwk = self.identity.private_key(kid)
+        if jwk is None:
+            return None
+        try:
+            pair = crypto.private_key_from_jwk(jwk)
+        except JoseError:
+            logger.error("hub key %s cannot be loaded", kid)
+            return None
+        self._cache[kid] = pair
+        return pair
+
+    def signer(self, families: tuple[str, ...]) -> tuple[str, str, Any]:
+        """(kid, family, private key) of the first hub signing key of the given families."""
+        for family in families:
+            try:
+                kid, _jwk = self.identity.signing_key(family)
+            except (KeyError, LookupError, ValueError):
+                continue
+            pair = self.private(kid)
+            if pair is not None and pair[0] == family:
+                return kid, pair[0], pair[1]
+        kid, _jwk = self.identity.signing_key(None)
+        pair = self.private(kid)
+        assert pair is not None
+        return kid, pair[0], pair[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenedRequest:
+    """A decrypted, verified request."""
+
+    requester: str            # the DID whose key signed the request
+    requester_key: VerificationKey
+    nonce: str
+    token: str | None         # the did-access-token presented, if any
+    payload: bytes            # the request JSON text (empty on a handshake)
+    hub_kid: str              # the hub key that decrypted it
+    der_signature: bool       # ES256K signed in DER (a 2019 client): answer in DER too
+
+
+def _fail(reason: str) -> AuthenticationFailed:
+    logger.info("authentication failed: %s", reason)
+    return AuthenticationFailed(reason)
+
+
+async def open_request(body: bytes, keys: KeyRing, resolver: DidResolver, limits: Limits
+                       ) -> OpenedRequest:
+    """Decrypt and verify a request body.
+
+    Raises:
+        AuthenticationFailed: for any reason (logged, never told to the client).
+    """
+    try:
+        jwe = crypto.parse_compact_jwe(body, limits)
+    except JoseError as exc:
+        raise _fail(f"JWE parse: {exc}") from None
+    kid = crypto.jwe_kid(jwe)
+    hub_key = keys.private(kid) if kid else None
+    if hub_key is None:
+        raise _fail("JWE kid is not a hub key")
+    try:
+        plaintext = crypto.decrypt_jwe(jwe, hub_key[0], hub_key[1], limits)
+        jws = crypto.parse_compact_jws(plaintext, limits)
+    except JoseError as exc:
+        raise _fail(f"decrypt: {exc}") from None
+    header = jws.header
+    requester_kid = header.get("kid")
+    nonce = header.get("did-requester-nonce")
+    token = header.get("did-access-token")
+    if not isinstance(requester_kid, str) or "#" not in requester_kid:
+        raise _fail("JWS kid missing or not a DID URL")
+    if not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_NONCE_LENGTH:
+        raise _fail("did-requester-nonce missing")
+    if token is not None and not isinstance(token, str):
+        raise _fail("did-access-token not a string")
+    try:
+        key = await resolver.key(requester_kid, "sign")
+        crypto.verify_jws(jws, key.key_family, key.crypto_key)
+    except (DidError, JoseError) as exc:
+        raise _fail(f"request signature: {type(exc).__name__}: {exc}") from None
+    return OpenedRequest(
+        requester=requester_kid.split("#", 1)[0],
+        requester_key=key,
+        nonce=nonce,
+        token=token,
+        payload=jws.payload,
+        hub_kid=kid or "",
+        der_signature=key.key_family == "secp256k1" and len(jws.signature) != 64,
+    )
+
+
+def nonce_digest(requester: str, nonce: str) -> str:
+    return hashlib.sha256(f"{requester}\n{nonce}".encode()).hexdigest()
+
+
+# --- access tokens ------------------------------------------------------------------------------
+
+def issue_token(keys: KeyRing, opened: OpenedRequest, hub_did: str, lifetime: int) -> str:
+    """A did-access-token: a JWS by a hub key over {sub, aud, iat, exp, jti}.
+
+    Times are ISO-8601 strings, as the 2019 clients' tokens carry them; the clients treat the
+    token as opaque. It is bound to the requester DID (`sub`) and to this hub (`aud`).
+    """
+    now = time.time_ns() // 1000
+    claims = {"sub": opened.requester, "aud": hub_did, "iat": format_time(now),
+              "exp": format_time(now + lifetime * 1_000_000), "jti": secrets.token_urlsafe(12)}
+    families = ("RSA", "Ed25519") if opened.requester_key.key_family == "RSA" else ("Ed25519",)
+    kid, family, key = keys.signer(families)
+    return crypto.sign_compact_jws(json.dumps(claims, separators=(",", ":")).encode(),
+                                   {"kid": kid}, family, key)
+
+
+def verify_token(token: str, keys: KeyRing, requester: str, hub_did: str) -> None:
+    """Raises:
+        AuthenticationFailed: bad signature, not a hub key, another requester or hub, expired.
+    """
+    try:
+        parsed: ParsedJws = crypto.parse_compact_jws(token)
+        kid = parsed.header.get("kid")
+        pair = keys.private(kid) if isinstance(kid, str) else None
+        if pair is None:
+            raise _fail("token kid is not a hub key")
+        crypto.verify_jws(parsed, pair[0], pair[1].public_key())
+        claims = crypto.strict_json_loads(parsed.payload, "token")
+    except JoseError as exc:
+        raise _fail(f"token: {exc}") from None
+    if not isinstance(claims, dict):
+        raise _fail("token claims")
+    if claims.get("sub") != requester or claims.get("aud") != hub_did:
+        raise _fail("token for another requester or hub")
+    try:
+        expires = parse_time(claims.get("exp"))  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        raise _fail("token exp") from None
+    if time.time_ns() // 1000 > expires:
+        raise _fail("token expired")
+
+
+# --- responses -----------------------------------------------------------------------------------
+
+async def response_recipient(resolver: DidResolver, opened: OpenedRequest
+                             ) -> VerificationKey:
+    """The requester key a response is encrypted to (protocol doc §b.6 interop rule).
+
+    The first key with JWK `use: "enc"`, else the first keyAgreement key, else the signing key
+    itself when it is RSA (what a 2019 client with a single RSA key expects).
+    """
+    try:
+        candidates = await resolver.keys(opened.requester, "encrypt")
+    except DidError as exc:
+        raise _fail(f"requester encryption keys: {exc}") from None
+    for key in candidates:
+        if key.use == "enc" and key.can_encrypt():
+            return key
+    for key in candidates:
+        if key.can_encrypt():
+            return key
+    if opened.requester_key.key_family == "RSA":
+        return opened.requester_key
+    raise _fail("the requester has no key to encrypt a response to")
+
+
+async def seal_response(payload: bytes, opened: OpenedRequest, keys: KeyRing,
+                        resolver: DidResolver, compat_2019: bool) -> bytes:
+    """Sign the response with a hub key the requester can verify, encrypt it to the requester.
+
+    Raises:
+        AuthenticationFailed: the requester has no usable encryption key.
+    """
+    families = RESPONSE_SIGNER.get(opened.requester_key.key_family, ("Ed25519",))
+    kid, family, key = keys.signer(families)
+    header = {"did-requester-nonce": opened.nonce, "kid": kid}
+    jws = crypto.sign_compact_jws(payload, header, family, key,
+                                  der_es256k=opened.der_signature)
+    recipient = await response_recipient(resolver, opened)
+    try:
+        jwe = crypto.encrypt_jwe(jws.encode("ascii"), recipient.key_family,
+                                 recipient.crypto_key, recipient.id,
+                                 compat_2019=compat_2019 and recipient.key_family == "RSA")
+    except JoseError as exc:
+        raise _fail(f"response encryption: {exc}") from None
+    return jwe.encode("ascii")

@@ -1,0 +1,123 @@
+"""Store a commit and fold it into its object, in one transaction.
+
+The write path: take the owner's lock, drop a commit already held (idempotent), run the caller's
+precondition against the current object (e.g. update of an unknown object is `not_found`), append
+the commit to the log, fold it into the object (incrementally when possible), and return every
+revision of the object. The transaction commits before the caller answers: an acknowledged write
+is durable.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from identity_hub.commits.fold import basic
+from identity_hub.commits.fold.basic import CommitView, ObjectState
+from identity_hub.errors import BadRequest
+from identity_hub.protocol.commit import Commit
+from identity_hub.protocol.jsonutil import JsonError, loads_strict
+from identity_hub.storage import store
+from identity_hub.storage.engine import Database
+
+logger = logging.getLogger(__name__)
+
+Precondition = Callable[[AsyncConnection, int, Any], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteResult:
+    revisions: list[str]
+    stored: bool  # False when the commit was already held
+    object_id: str
+
+
+class _AlreadyHeld(Exception):
+    def __init__(self, revisions: list[str]) -> None:
+        self.revisions = revisions
+
+
+def view_of(commit: Commit) -> CommitView:
+    return CommitView(
+        rev=commit.rev, object_id=commit.object_id, operation=commit.operation,
+        interface=commit.interface, context=commit.context, type=commit.type,
+        commit_strategy=commit.commit_strategy, committed_at=commit.committed_at,
+        committed_at_us=commit.committed_at_us, signer=commit.signer, meta=commit.meta,
+        payload=commit.payload,
+    )
+
+
+def payload_data(view: CommitView) -> Any:
+    """The JSON state a winning basic/lastWriterWins commit gives its object."""
+    if view.operation == "delete":
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(view.payload + "=" * (-len(view.payload) % 4))
+        return loads_strict(raw)
+    except (JsonError, ValueError):
+        return None
+
+
+class CommitService:
+    """Writes commits and keeps the materialized objects in step with the log."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def write(self, owner: str, commit: Commit, check: Precondition | None = None
+                    ) -> WriteResult:
+        """Store `commit` for `owner` and fold it.
+
+        Raises:
+            HubError: whatever `check` raises; nothing is stored then.
+        """
+        if commit.commit_strategy == "automerge":
+            raise BadRequest("The automerge commit strategy is not enabled on this hub",
+                             target="commit.protected.commit_strategy")
+        try:
+            async with self.db.transaction() as conn:
+                oid, seq = await store.lock_owner(self.db, conn, owner)
+                if await store.commit_exists(conn, oid, commit.rev):
+                    raise _AlreadyHeld(await store.object_revisions(conn, oid, commit.object_id))
+                row = await store.load_object(conn, oid, commit.object_id)
+                if check is not None:
+                    await check(conn, oid, row)
+                await store.insert_commit(conn, oid, seq, store.commit_row(commit))
+                await self._fold(conn, oid, seq, row, view_of(commit))
+                revisions = await store.object_revisions(conn, oid, commit.object_id)
+        except _AlreadyHeld as held:
+            return WriteResult(held.revisions, False, commit.object_id)
+        return WriteResult(revisions, True, commit.object_id)
+
+    async def _fold(self, conn: AsyncConnection, oid: int, seq: int, row: Any,
+                    view: CommitView) -> None:
+        if row is not None and row.has_create:
+            state = store.state_from_row(row)
+            new_state = basic.apply(state, view)
+            if new_state is not None:
+                changed = new_state.winner is view
+                await store.save_object(
+                    self.db, conn, oid, new_state, create_seq=None,
+                    data=payload_data(view) if changed else None, data_changed=changed,
+                )
+                return
+        await self.refold_object(conn, oid, view.object_id, create_seq=seq
+                                 if view.operation == "create" else None)
+
+    async def refold_object(self, conn: AsyncConnection, oid: int, object_id: str, *,
+                            create_seq: int | None = None) -> ObjectState:
+        """Fold one object from its whole log and save the result."""
+        rows = await store.object_commits_rows(conn, oid, object_id)
+        views = [store.view_from_row(r) for r in rows]
+        state = basic.fold(object_id, views)
+        if state.create is not None and create_seq is None:
+            create_seq = next(r.seq for r in rows if r.rev == object_id)
+        data = payload_data(state.winner) if state.winner is not None else None
+        await store.save_object(self.db, conn, oid, state, create_seq=create_seq, data=data,
+                                data_changed=True)
+        return state

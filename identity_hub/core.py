@@ -1,0 +1,114 @@
+"""The core request API: an authenticated request in, the protocol response out.
+
+`Hub.handle(requester, request)` takes the DID that signed the request (the transport has
+decrypted and verified it) and the request JSON, and returns the response JSON. Every HubError
+becomes an ErrorResponse here; any other exception becomes a bare `server_error` (logged, never
+shown). The encrypted HTTP transport wraps this; tests and the CLI may call it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from identity_hub.auth.authorization import Authorizer
+from identity_hub.commits.service import CommitService
+from identity_hub.did import DidResolver
+from identity_hub.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    HubError,
+    MissingParameter,
+    ServerError,
+    WrongType,
+)
+from identity_hub.interfaces.base import PROTOCOL_CONTEXT, RequestContext
+from identity_hub.interfaces.commit_query import handle_commit_query
+from identity_hub.interfaces.objects import handle_object_query, handle_write
+from identity_hub.settings import Settings
+from identity_hub.storage import store
+from identity_hub.storage.engine import Database
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[RequestContext], Awaitable[dict[str, Any]]]
+
+ROUTES: dict[str, Handler] = {
+    "WriteRequest": handle_write,
+    "ObjectQueryRequest": handle_object_query,
+    "CommitQueryRequest": handle_commit_query,
+}
+
+MAX_DID_LENGTH = 2048
+
+
+class Hub:
+    """The hub's services, and the one entry point for authenticated requests."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        resolver: DidResolver,
+        hub_did: str,
+        *,
+        authorizer: Authorizer | None = None,
+        hub_dids: frozenset[str] = frozenset(),
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.resolver = resolver
+        self.did = hub_did
+        self.accepted_auds = frozenset({hub_did}) | hub_dids
+        self.authorizer = authorizer or Authorizer()
+        self.commits = CommitService(db)
+
+    async def serves(self, sub: str) -> bool:
+        """Whether this hub keeps data for `sub` (a registered tenant, or open tenancy)."""
+        if self.settings.open_tenancy:
+            return True
+        return await store.is_tenant(self.db, sub)
+
+    async def handle(self, requester: str, request: Any) -> dict[str, Any]:
+        """Answer one authenticated request; never raises except AuthenticationFailed."""
+        try:
+            return await self._handle(requester, request)
+        except AuthenticationFailed:
+            raise
+        except HubError as exc:
+            return exc.to_response()
+        except Exception:
+            logger.exception("unexpected error handling a request")
+            return ServerError().to_response()
+
+    async def _handle(self, requester: str, request: Any) -> dict[str, Any]:
+        if not isinstance(request, dict):
+            raise BadRequest("The request must be a JSON object")
+        context = request.get("@context")
+        if context != PROTOCOL_CONTEXT:
+            raise BadRequest(f"@context must be {PROTOCOL_CONTEXT}", target="@context")
+        type_ = request.get("@type")
+        if not isinstance(type_, str):
+            raise MissingParameter(target="@type")
+        handler = ROUTES.get(type_)
+        if handler is None:
+            raise BadRequest(f"Request format unknown: {type_[:64]}", target="@type")
+        for name in ("iss", "aud", "sub"):
+            if name not in request:
+                raise MissingParameter(target=name)
+            value = request[name]
+            if not isinstance(value, str) or not value:
+                raise WrongType(target=name)
+            if len(value) > MAX_DID_LENGTH:
+                raise BadRequest(f"{name} is too long", target=name)
+        # The reference hub trusts `iss`; here it must be the DID that signed the request.
+        if request["iss"] != requester:
+            raise AuthenticationFailed("iss is not the signer")
+        if request["aud"] not in self.accepted_auds:
+            raise BadRequest("aud is not this hub", target="aud")
+        sub = request["sub"]
+        if not await self.serves(sub):
+            raise BadRequest("This hub does not serve that sub", target="sub")
+        ctx = RequestContext(hub=self, requester=requester, sub=sub, request=request)
+        return await handler(ctx)

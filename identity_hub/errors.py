@@ -1,0 +1,115 @@
+"""The protocol's error vocabulary: one exception hierarchy, rendered in one place.
+
+Error codes follow hub-common-js `HubErrorCode`. A `HubError` raised anywhere below the transport
+becomes a signed and encrypted `ErrorResponse` (HTTP 200), except `AuthenticationFailed`, which the
+transport answers with HTTP 401 and the plain JSON `{"error_code": "authentication_failed"}` and
+no hint of which check failed.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+PROTOCOL_CONTEXT = "https://schema.identity.foundation/0.1"
+
+
+class ErrorCode(str, enum.Enum):
+    AUTHENTICATION_FAILED = "authentication_failed"
+    BAD_REQUEST = "bad_request"
+    NOT_FOUND = "not_found"
+    NOT_IMPLEMENTED = "not_implemented"
+    PERMISSIONS_REQUIRED = "permissions_required"
+    TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"
+    TOO_MANY_REQUESTS = "too_many_requests"
+    SERVER_ERROR = "server_error"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+
+
+class HubError(Exception):
+    """An error with a protocol error code, an optional JSON-path target and a safe message.
+
+    The message is shown to the client: never put library text, SQL or secrets in it.
+    """
+
+    code: ErrorCode = ErrorCode.SERVER_ERROR
+    http_status: int = 200
+    default_message = "Server error"
+
+    def __init__(self, message: str | None = None, *, target: str | None = None) -> None:
+        self.message = message or self.default_message
+        self.target = target
+        super().__init__(self.message)
+
+    def to_response(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "@context": PROTOCOL_CONTEXT,
+            "@type": "ErrorResponse",
+            "error_code": self.code.value,
+            "developer_message": self.message,
+        }
+        if self.target is not None:
+            body["target"] = self.target
+        return body
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, target={self.target!r})"
+
+
+class BadRequest(HubError):
+    code = ErrorCode.BAD_REQUEST
+    default_message = "Bad request"
+
+
+class MissingParameter(BadRequest):
+    default_message = "Required parameter is missing"
+
+
+class WrongType(BadRequest):
+    default_message = "Required parameter is of the incorrect type"
+
+
+class NotFound(HubError):
+    code = ErrorCode.NOT_FOUND
+    default_message = "Not found"
+
+
+class NotImplementedByHub(HubError):
+    code = ErrorCode.NOT_IMPLEMENTED
+    default_message = "Not Implemented"
+
+
+class PermissionsRequired(HubError):
+    code = ErrorCode.PERMISSIONS_REQUIRED
+    default_message = "Permissions required"
+
+
+class TooManyRequests(HubError):
+    code = ErrorCode.TOO_MANY_REQUESTS
+    http_status = 429
+    default_message = "Too many requests"
+
+
+class ServiceUnavailable(HubError):
+    code = ErrorCode.SERVICE_UNAVAILABLE
+    http_status = 503
+    default_message = "Service unavailable"
+
+
+class ServerError(HubError):
+    code = ErrorCode.SERVER_ERROR
+    default_message = "Server error"
+
+
+class AuthenticationFailed(HubError):
+    """Every authentication failure looks the same from outside (no decryption oracle).
+
+    The message is for the hub's own log only; the transport never sends it.
+    """
+
+    code = ErrorCode.AUTHENTICATION_FAILED
+    http_status = 401
+    default_message = "Authentication failed"
+
+    def to_response(self) -> dict[str, Any]:
+        return {"error_code": self.code.value}

@@ -1,0 +1,41 @@
+"""CommitQueryRequest → CommitQueryResponse (protocol doc §c.3), across interfaces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from identity_hub.errors import BadRequest, NotImplementedByHub
+from identity_hub.interfaces.base import RequestContext, opt_str, opt_str_list, page_response
+from identity_hub.storage import store
+
+
+async def handle_commit_query(ctx: RequestContext) -> dict[str, Any]:
+    """Commits of the owner, by object_id or by revision, in the order the hub stored them.
+
+    Unlike the reference, `object_id` and `revision` may be combined (both must match).
+    """
+    query = ctx.request.get("query") or {}
+    if not isinstance(query, dict):
+        raise BadRequest("query must be an object", target="query")
+    fields = ctx.request.get("fields")
+    if fields is not None:
+        if not isinstance(fields, list):
+            raise BadRequest("fields must be an array", target="fields")
+        if fields:
+            raise NotImplementedByHub(target="fields")
+    object_ids = opt_str_list(query, "object_id", "query.object_id")
+    revisions = opt_str_list(query, "revision", "query.revision")
+    token = opt_str(query, "skip_token", "query.skip_token")
+    after = store.decode_skip_token("c", token, "query.skip_token")
+    interfaces = ctx.hub.authorizer.commit_query_interfaces(ctx)
+    limit = ctx.hub.settings.page_size
+    async with ctx.hub.db.read() as conn:
+        oid = await store.owner_id(conn, ctx.sub)
+        rows = [] if oid is None else await store.query_commits(
+            conn, oid, object_ids=object_ids, revisions=revisions, interfaces=interfaces,
+            after=after, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_token = store.encode_skip_token("c", rows[-1].seq) if more else None
+    return page_response("CommitQueryResponse", "commits", [store.commit_wire(r) for r in rows],
+                         next_token)

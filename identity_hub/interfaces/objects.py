@@ -1,0 +1,185 @@
+"""Writes and object queries of the object interfaces: Collections, Profile, Permissions.
+
+The three share one write path and one query path; what differs is a per-interface write rule
+(`check_write`): a Profile is unique per owner, context and type; Permissions objects must be
+PermissionGrants.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from identity_hub.commits.verify import verify_commit
+from identity_hub.errors import BadRequest, MissingParameter, NotFound, NotImplementedByHub
+from identity_hub.interfaces.base import (
+    PROTOCOL_CONTEXT,
+    RequestContext,
+    opt_str,
+    opt_str_list,
+    page_response,
+    req_str,
+)
+from identity_hub.protocol.commit import Commit, jsonld_matches, parse_commit
+from identity_hub.storage import store
+
+logger = logging.getLogger(__name__)
+
+GRANT_CONTEXT = "schema.identity.foundation/0.1"
+GRANT_TYPE = "PermissionGrant"
+OBJECT_INTERFACES = ("Collections", "Profile", "Permissions")
+
+
+def _check_payload(ctx: RequestContext, commit: Commit) -> None:
+    """A create/update payload is a JSON-LD object matching the commit's context and type."""
+    if commit.operation == "delete":
+        return
+    payload = commit.payload_json(ctx.hub.settings.max_json_depth)
+    if not isinstance(payload, dict):
+        raise BadRequest("The payload must be a JSON object", target="commit.payload")
+    if "@context" not in payload or "@type" not in payload:
+        raise BadRequest("The payload must have @context and @type", target="commit.payload")
+    if not jsonld_matches(payload, commit.context, commit.type):
+        raise BadRequest("The payload's @context/@type contradict the commit's context/type",
+                         target="commit.payload")
+    if commit.interface == "Permissions":
+        for name in ("owner", "grantee", "allow", "context", "type"):
+            if not isinstance(payload.get(name), str):
+                raise BadRequest(f"A PermissionGrant needs a string {name}",
+                                 target=f"commit.payload.{name}")
+        if payload["owner"] != commit.sub:
+            raise BadRequest("A PermissionGrant's owner must be the hub owner",
+                             target="commit.payload.owner")
+
+
+def check_commit_shape(ctx: RequestContext, commit: Commit) -> None:
+    """Rules that need no database: interface-specific headers, payload, clock skew.
+
+    Raises:
+        BadRequest, NotImplementedByHub
+    """
+    if commit.interface == "Actions":
+        raise NotImplementedByHub(target="commit.protected.interface")
+    if commit.interface == "Permissions":
+        if commit.context != GRANT_CONTEXT or commit.type != GRANT_TYPE:
+            raise BadRequest("Permissions objects are PermissionGrants of "
+                             f"{GRANT_CONTEXT}", target="commit.protected.type")
+        if commit.commit_strategy != "basic":
+            raise BadRequest("Permissions commits must use the basic strategy",
+                             target="commit.protected.commit_strategy")
+    skew_us = ctx.hub.settings.clock_skew_seconds * 1_000_000
+    if commit.committed_at_us > store.now_us() + skew_us:
+        raise BadRequest("committed_at is too far in the future",
+                         target="commit.protected.committed_at")
+    _check_payload(ctx, commit)
+
+
+def _precondition(commit: Commit) -> Any:
+    async def check(conn: AsyncConnection, oid: int, row: Any) -> None:
+        if commit.operation == "create":
+            if commit.interface == "Profile":
+                existing = await store.find_live_object(conn, oid, "Profile", commit.context,
+                                                        commit.type)
+                if existing is not None:
+                    raise BadRequest(
+                        "Profile already exists. Please issue update for object_id: "
+                        f"'{existing.object_id}'", target="commit.protected.operation")
+            return
+        if (
+            row is None
+            or not row.has_create
+            or row.interface != commit.interface
+            or row.context != commit.context
+            or row.type != commit.type
+        ):
+            raise NotFound(f"No object {commit.object_id[:80]} to {commit.operation}",
+                           target="commit.protected.object_id")
+        if row.commit_strategy != commit.commit_strategy:
+            raise BadRequest("commit_strategy differs from the object's",
+                             target="commit.protected.commit_strategy")
+
+    return check
+
+
+async def handle_write(ctx: RequestContext) -> dict[str, Any]:
+    """WriteRequest → WriteResponse (protocol doc §c.1)."""
+    if "commit" not in ctx.request:
+        raise MissingParameter(target="commit")
+    commit = parse_commit(ctx.request["commit"])
+    if commit.signer != ctx.request.get("iss"):
+        raise BadRequest("The commit must be signed by the request issuer", target="commit")
+    if commit.sub != ctx.sub:
+        raise BadRequest("The commit's sub must be the request's sub",
+                         target="commit.protected.sub")
+    check_commit_shape(ctx, commit)
+    ctx.hub.authorizer.check_write(ctx, commit)
+    await verify_commit(commit, ctx.hub.resolver)
+    result = await ctx.hub.commits.write(ctx.sub, commit, _precondition(commit))
+    return {"@context": PROTOCOL_CONTEXT, "@type": "WriteResponse",
+            "revisions": result.revisions}
+
+
+def object_metadata(row: Any, sub: str, include_data: bool) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "interface": row.interface,
+        "context": row.context,
+        "type": row.type,
+        "id": row.object_id,
+        "created_by": row.created_by,
+        "created_at": row.created_at,
+        "sub": sub,
+        "commit_strategy": row.commit_strategy,
+    }
+    if row.meta is not None:
+        meta["meta"] = row.meta
+    if include_data:
+        meta["data"] = row.data
+    return meta
+
+
+async def handle_object_query(ctx: RequestContext) -> dict[str, Any]:
+    """ObjectQueryRequest → ObjectQueryResponse (protocol doc §c.2).
+
+    Extension: `query.include_data: true` adds each object's folded state as `data`.
+    """
+    query = ctx.request.get("query")
+    if query is None:
+        raise MissingParameter(target="query")
+    if not isinstance(query, dict):
+        raise BadRequest("query must be an object", target="query")
+    interface = req_str(query, "interface", "query.interface")
+    if interface == "Actions":
+        raise NotImplementedByHub(target="query.interface")
+    if interface not in OBJECT_INTERFACES:
+        raise BadRequest(f"Unknown interface: {interface[:40]}", target="query.interface")
+    context = opt_str(query, "context", "query.context")
+    type_ = opt_str(query, "type", "query.type")
+    if (context is None) != (type_ is None):
+        raise BadRequest("context and type must be given together",
+                         target="query.context, query.type")
+    if interface == "Permissions" and context is not None and (
+            context != GRANT_CONTEXT or type_ != GRANT_TYPE):
+        raise BadRequest("Permissions queries are for PermissionGrants", target="query.type")
+    object_ids = opt_str_list(query, "object_id", "query.object_id")
+    filters = query.get("filters")
+    if filters is not None and not isinstance(filters, list):
+        raise BadRequest("filters must be an array", target="query.filters")
+    include_data = query.get("include_data", False)
+    if not isinstance(include_data, bool):
+        raise BadRequest("include_data must be a boolean", target="query.include_data")
+    token = opt_str(query, "skip_token", "query.skip_token")
+    after = store.decode_skip_token("o", token, "query.skip_token")
+    ctx.hub.authorizer.check_object_query(ctx, interface, context, type_)
+    limit = ctx.hub.settings.page_size
+    async with ctx.hub.db.read() as conn:
+        oid = await store.owner_id(conn, ctx.sub)
+        rows = [] if oid is None else await store.query_objects(
+            conn, oid, interface=interface, context=context, type_=type_,
+            object_ids=object_ids, after=after, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_token = store.encode_skip_token("o", rows[-1].create_seq) if more else None
+    objects = [object_metadata(r, ctx.sub, include_data) for r in rows]
+    return page_response("ObjectQueryResponse", "objects", objects, next_token)

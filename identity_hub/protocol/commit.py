@@ -1,0 +1,240 @@
+"""Commits: flattened JWS objects whose protected header says what they do to which object.
+
+Parsing here checks shape only (protocol doc §d); the signature is verified in
+`identity_hub.commits.verify`, against the key the `kid` names in the signer's DID document.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+
+from identity_hub.crypto import JoseError, ParsedJws, parse_flattened_jws
+from identity_hub.errors import BadRequest, MissingParameter, WrongType
+from identity_hub.protocol.jsonutil import JsonError, loads_strict
+
+OPERATIONS = ("create", "update", "delete")
+INTERFACES = ("Collections", "Profile", "Permissions", "Actions")
+STRATEGIES = ("basic", "lastWriterWins", "automerge")
+REQUIRED_HEADERS = (
+    "interface", "context", "type", "operation", "committed_at", "commit_strategy", "sub", "kid",
+)
+COMMIT_MEMBERS = frozenset({"protected", "header", "payload", "signature"})
+# The client's unprotected header members the hub overwrites (protocol doc §d.3).
+HUB_HEADER_MEMBERS = ("iss", "rev", "object_id")
+
+
+def compute_rev(protected_b64: str, payload_b64: str) -> str:
+    """The protocol's content hash: hex SHA-256 of the ASCII string `protected.payload`."""
+    return hashlib.sha256(f"{protected_b64}.{payload_b64}".encode("ascii")).hexdigest()
+
+
+def parse_time(value: str) -> int:
+    """ISO-8601 to microseconds since the epoch (a naive time is taken as UTC).
+
+    Raises:
+        ValueError: not an ISO-8601 date-time.
+    """
+    if not isinstance(value, str) or not 10 <= len(value) <= 40:
+        raise ValueError("not a date-time")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    delta = dt - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def format_time(us: int) -> str:
+    """Microseconds since the epoch as ISO-8601 UTC with milliseconds, like JavaScript's Date."""
+    dt = datetime.fromtimestamp(us / 1_000_000, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Commit:
+    """A parsed, shape-checked commit. `signer` is the DID of `kid` (not yet verified)."""
+
+    parsed: ParsedJws
+    protected: str
+    payload: str
+    signature: str
+    client_header: dict[str, Any]
+    headers: dict[str, Any]
+    rev: str
+    object_id: str
+    operation: str
+    interface: str
+    context: str
+    type: str
+    committed_at: str
+    committed_at_us: int
+    commit_strategy: str
+    sub: str
+    kid: str
+    signer: str
+    meta: Any
+
+    @property
+    def payload_bytes(self) -> bytes:
+        return self.parsed.payload
+
+    def wire_header(self) -> dict[str, Any]:
+        """The unprotected header the hub returns: the client's members, then iss, rev, object_id."""
+        header = {k: v for k, v in self.client_header.items() if k not in HUB_HEADER_MEMBERS}
+        header["iss"] = self.signer
+        header["rev"] = self.rev
+        if self.operation == "create":
+            header["object_id"] = self.object_id
+        return header
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "protected": self.protected,
+            "header": self.wire_header(),
+            "payload": self.payload,
+            "signature": self.signature,
+        }
+
+    def payload_json(self, max_depth: int = 64) -> Any:
+        """The payload decoded as strict JSON.
+
+        Raises:
+            BadRequest: target commit.payload.
+        """
+        try:
+            return loads_strict(self.parsed.payload, max_depth=max_depth)
+        except JsonError as exc:
+            raise BadRequest(f"Commit payload is not valid JSON: {exc.message}",
+                             target="commit.payload") from None
+
+
+def _str_member(obj: dict[str, Any], name: str, target: str) -> str:
+    if name not in obj:
+        raise MissingParameter(target=target)
+    value = obj[name]
+    if not isinstance(value, str) or not value:
+        raise WrongType(target=target)
+    return value
+
+
+def parse_commit(obj: Any, *, target: str = "commit") -> Commit:
+    """Check a commit's shape and headers (protocol doc §d.1–d.3).
+
+    Raises:
+        BadRequest: with the JSON path of the offending member as target.
+    """
+    if not isinstance(obj, dict):
+        raise WrongType(target=target)
+    extra = set(obj) - COMMIT_MEMBERS
+    if extra:
+        raise BadRequest(f"Unexpected commit member: {sorted(extra)[0][:40]}", target=target)
+    for name in ("protected", "payload", "signature"):
+        if name not in obj:
+            raise MissingParameter(target=f"{target}.{name}")
+        if not isinstance(obj[name], str):
+            raise WrongType(target=f"{target}.{name}")
+    client_header = obj.get("header") or {}
+    if not isinstance(client_header, dict):
+        raise WrongType(target=f"{target}.header")
+    try:
+        parsed = parse_flattened_jws(
+            {k: obj[k] for k in ("protected", "payload", "signature")}
+        )
+    except JoseError:
+        raise BadRequest("Commit is not a valid flattened JWS", target=target) from None
+    headers = parsed.header
+    ptarget = f"{target}.protected"
+    values = {name: _str_member(headers, name, f"{ptarget}.{name}") for name in REQUIRED_HEADERS}
+    if "rev" in headers:
+        raise BadRequest("rev must not be in the protected header", target=f"{ptarget}.rev")
+    operation = values["operation"]
+    if operation not in OPERATIONS:
+        raise BadRequest(f"Unknown operation: {operation[:40]}", target=f"{ptarget}.operation")
+    if values["interface"] not in INTERFACES:
+        raise BadRequest(f"Unknown interface: {values['interface'][:40]}",
+                         target=f"{ptarget}.interface")
+    if values["commit_strategy"] not in STRATEGIES:
+        raise BadRequest(f"Unknown commit_strategy: {values['commit_strategy'][:40]}",
+                         target=f"{ptarget}.commit_strategy")
+    try:
+        committed_at_us = parse_time(values["committed_at"])
+    except (ValueError, OverflowError):
+        raise BadRequest("committed_at is not an ISO-8601 date-time",
+                         target=f"{ptarget}.committed_at") from None
+    kid = values["kid"]
+    if "#" not in kid or not kid.startswith("did:"):
+        raise BadRequest("kid must be a DID URL with a fragment", target=f"{ptarget}.kid")
+    signer = kid.split("#", 1)[0]
+    if "iss" in headers and headers["iss"] != signer:
+        raise BadRequest("iss must be the DID of kid", target=f"{ptarget}.iss")
+    rev = compute_rev(obj["protected"], obj["payload"])
+    if operation == "create":
+        if "object_id" in headers:
+            raise BadRequest("A create must not name an object_id",
+                             target=f"{ptarget}.object_id")
+        object_id = rev
+    else:
+        object_id = _str_member(headers, "object_id", f"{ptarget}.object_id")
+        if len(object_id) > 128:
+            raise BadRequest("object_id too long", target=f"{ptarget}.object_id")
+    for name in ("context", "type", "sub", "interface"):
+        if len(values[name]) > 512:
+            raise BadRequest(f"{name} too long", target=f"{ptarget}.{name}")
+    return Commit(
+        parsed=parsed,
+        protected=obj["protected"],
+        payload=obj["payload"],
+        signature=obj["signature"],
+        client_header=client_header,
+        headers=headers,
+        rev=rev,
+        object_id=object_id,
+        operation=operation,
+        interface=values["interface"],
+        context=values["context"],
+        type=values["type"],
+        committed_at=values["committed_at"],
+        committed_at_us=committed_at_us,
+        commit_strategy=values["commit_strategy"],
+        sub=values["sub"],
+        kid=kid,
+        signer=signer,
+        meta=headers.get("meta"),
+    )
+
+
+def _norm_context(value: str) -> str:
+    text = value.strip().lower()
+    for prefix in ("https://", "http://"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    return text.rstrip("/")
+
+
+def jsonld_matches(payload: Any, context: str, type_: str) -> bool:
+    """Whether a payload's @context/@type agree with a commit's context/type headers.
+
+    `https://schema.org`, `http://schema.org/` and `schema.org` are the same context; @type may be
+    the short name or the full IRI under that context.
+    """
+    if not isinstance(payload, dict):
+        return False
+    ctx = payload.get("@context")
+    contexts = ctx if isinstance(ctx, list) else [ctx]
+    want = _norm_context(context)
+    if not any(isinstance(c, str) and _norm_context(c) == want for c in contexts):
+        return False
+    types = payload.get("@type")
+    types = types if isinstance(types, list) else [types]
+    full = want + "/" + type_.lower()
+    for t in types:
+        if not isinstance(t, str):
+            continue
+        if t == type_ or _norm_context(t) == full:
+            return True
+    return False

@@ -1,0 +1,177 @@
+"""Every setting in one table: name, type, default, help.
+
+Precedence, highest first: command-line flag, environment variable `IDENTITY_HUB_<NAME>`, the
+config file `<data dir>/config.toml`, the default. `docs/configuration.md` is checked against this
+table by a test, so a setting cannot go undocumented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+ENV_PREFIX = "IDENTITY_HUB_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+def _default_data_dir() -> str:
+    return str(platformdirs.user_data_path("identity-hub", appauthor=False))
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", str, None, "The hub's home: keys, SQLite database, config.toml "
+            "(default: a per-user data directory)."),
+    Setting("database_url", str, None, "SQLAlchemy URL of the store, e.g. "
+            "postgresql+asyncpg://user:pass@host/db (default: SQLite file hub.db in the data dir)."),
+    Setting("host", str, "127.0.0.1", "Address `serve` listens on."),
+    Setting("port", int, 8080, "Port `serve` listens on."),
+    Setting("public_url", str, None, "The URL clients reach this hub at (default: http://HOST:PORT)."),
+    Setting("endpoint_paths", str, "/,/.identity", "Comma-separated paths the one POST endpoint "
+            "answers on."),
+    Setting("open_tenancy", bool, False, "Serve any owner DID that authenticates, not only the "
+            "registered tenants (development and public hubs)."),
+    Setting("clock_skew_seconds", int, 300, "How far a commit's committed_at may lie from the "
+            "hub's clock."),
+    Setting("page_size", int, 100, "Most objects or commits in one query page."),
+    Setting("universal_resolver", str, None, "Base URL of a DID universal resolver "
+            "(GET {base}/1.0/identifiers/{did}); off when unset."),
+    Setting("allow_hosts", str, "", "Comma-separated HOST[:PORT] that may be reached over plain "
+            "HTTP or on a private/loopback address (development only)."),
+    Setting("resolver_timeout_seconds", float, 5.0, "Timeout of one outbound DID resolution."),
+    Setting("resolver_max_bytes", int, 262144, "Largest DID document response accepted."),
+    Setting("resolver_cache_ttl_seconds", int, 300, "How long a resolved DID document is cached."),
+    Setting("max_body_bytes", int, 1048576, "Largest request body, checked before it is read."),
+    Setting("max_plaintext_bytes", int, 1048576, "Largest decrypted request."),
+    Setting("max_json_depth", int, 64, "Deepest JSON nesting accepted in a request or payload."),
+    Setting("max_concurrent_per_requester", int, 16, "Concurrent requests one requester DID may "
+            "have in flight."),
+    Setting("token_lifetime_seconds", int, 300, "Lifetime of a did-access-token."),
+    Setting("compat_2019", bool, True, "Interoperate with the 2019 JavaScript clients "
+            "(hub-sdk-js 0.1.2, did-auth-jose 0.1.14)."),
+    Setting("log_level", str, "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
+    Setting("log_format", str, "text", "Log format: text or json."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _coerce(setting: Setting, value: Any) -> Any:
+    if value is None:
+        return None
+    if setting.type is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off", ""}:
+            return False
+        raise ValueError(f"{setting.env}: expected true or false, got {value!r}")
+    try:
+        return setting.type(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{setting.name}: expected {setting.type.__name__}, got {value!r}") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    data_dir: str
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = None
+    endpoint_paths: str = "/,/.identity"
+    open_tenancy: bool = False
+    clock_skew_seconds: int = 300
+    page_size: int = 100
+    universal_resolver: str | None = None
+    allow_hosts: str = ""
+    resolver_timeout_seconds: float = 5.0
+    resolver_max_bytes: int = 262144
+    resolver_cache_ttl_seconds: int = 300
+    max_body_bytes: int = 1048576
+    max_plaintext_bytes: int = 1048576
+    max_json_depth: int = 64
+    max_concurrent_per_requester: int = 16
+    token_lifetime_seconds: int = 300
+    compat_2019: bool = True
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def db_url(self) -> str:
+        """The database URL in force: the configured one, or SQLite in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_path / 'hub.db'}"
+
+    @property
+    def allow_host_set(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.allow_hosts.split(",") if h.strip())
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.endpoint_paths.split(",") if p.strip())
+
+    @property
+    def endpoint(self) -> str:
+        base = self.public_url or f"http://{self.host}:{self.port}"
+        paths = self.paths
+        path = ".identity" if "/.identity" in paths else (paths[0].lstrip("/") if paths else "")
+        return base.rstrip("/") + "/" + path
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build Settings from flags (None = not given), the environment and the config file.
+
+    Raises:
+        ValueError: a value of the wrong type, or an unknown key in config.toml.
+    """
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+
+    data_dir = flags.get("data_dir") or environ.get(_BY_NAME["data_dir"].env) or _default_data_dir()
+    config_file = Path(data_dir) / "config.toml"
+    if config_file.is_file():
+        with config_file.open("rb") as fh:
+            file_values = tomllib.load(fh)
+        for key, value in file_values.items():
+            if key not in _BY_NAME:
+                raise ValueError(f"{config_file}: unknown setting {key!r}")
+            values[key] = _coerce(_BY_NAME[key], value)
+    for setting in SETTINGS:
+        if setting.env in environ:
+            values[setting.name] = _coerce(setting, environ[setting.env])
+    for key, value in flags.items():
+        if key in _BY_NAME:
+            values[key] = _coerce(_BY_NAME[key], value)
+    values["data_dir"] = str(data_dir)
+    return Settings(**values)

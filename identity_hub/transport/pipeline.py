@@ -1,0 +1,84 @@
+"""The one pipeline for a request body: open the envelope, authenticate, dispatch, seal."""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+from typing import Any
+
+from identity_hub.auth.envelope import (
+    KeyRing,
+    OpenedRequest,
+    issue_token,
+    nonce_digest,
+    open_request,
+    seal_response,
+    verify_token,
+)
+from identity_hub.crypto import Limits
+from identity_hub.errors import AuthenticationFailed, HubError, TooManyRequests
+from identity_hub.protocol.jsonutil import loads_strict
+from identity_hub.runtime import Runtime
+from identity_hub.storage import store
+
+logger = logging.getLogger(__name__)
+
+AUTH_FAILED_BODY = json.dumps({"error_code": "authentication_failed"}).encode()
+
+
+class Pipeline:
+    """Turns request bodies into (HTTP status, content type, response body)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        settings = runtime.settings
+        self.keys = KeyRing(runtime.identity)
+        self.limits = Limits(max_token_bytes=settings.max_body_bytes,
+                             max_plaintext=settings.max_plaintext_bytes)
+        self.inflight: collections.Counter[str] = collections.Counter()
+
+    async def handle(self, body: bytes) -> tuple[int, str, bytes]:
+        settings = self.rt.settings
+        try:
+            opened = await open_request(body, self.keys, self.rt.resolver, self.limits)
+            if opened.token is None:
+                payload = issue_token(self.keys, opened, self.rt.identity.did,
+                                      settings.token_lifetime_seconds).encode("ascii")
+                await self._register_nonce(opened)
+            else:
+                verify_token(opened.token, self.keys, opened.requester, self.rt.identity.did)
+                await self._register_nonce(opened)
+                payload = await self._dispatch(opened)
+            sealed = await seal_response(payload, opened, self.keys, self.rt.resolver,
+                                         settings.compat_2019)
+        except AuthenticationFailed:
+            return 401, "application/json", AUTH_FAILED_BODY
+        return 200, "application/jwt", sealed
+
+    async def _register_nonce(self, opened: OpenedRequest) -> None:
+        lifetime_us = self.rt.settings.token_lifetime_seconds * 1_000_000
+        fresh = await store.register_nonce(
+            self.rt.db, nonce_digest(opened.requester, opened.nonce), store.now_us() + lifetime_us)
+        if not fresh:
+            raise AuthenticationFailed("replayed did-requester-nonce")
+
+    async def _dispatch(self, opened: OpenedRequest) -> bytes:
+        requester = opened.requester
+        if self.inflight[requester] >= self.rt.settings.max_concurrent_per_requester:
+            return _dump(TooManyRequests().to_response())
+        self.inflight[requester] += 1
+        try:
+            try:
+                request = loads_strict(opened.payload, max_depth=self.rt.settings.max_json_depth)
+            except HubError as exc:
+                return _dump(exc.to_response())
+            return _dump(await self.rt.hub.handle(requester, request))
+        finally:
+            self.inflight[requester] -= 1
+            if not self.inflight[requester]:
+                del self.inflight[requester]
+
+
+def _dump(response: dict[str, Any]) -> bytes:
+    return json.dumps(response, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

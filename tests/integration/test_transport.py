@@ -1,0 +1,260 @@
+"""The one encrypted URL, end to end through the real aiohttp server on 127.0.0.1 with the Python
+client, for each requester key type and on both backends; and the refusals."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import sqlalchemy as sa
+from jwcrypto import jwe, jwk, jws
+
+from identity_hub.client import HubClient, HubClientError, HubErrorResponse
+from identity_hub.did import DidResolver, ResolverConfig
+from identity_hub.storage import store
+from identity_hub.storage.tables import commits
+from tests.support.identities import Identity, b64u, identity_for
+from tests.support.servers import RunningHub, UniversalResolver, running_hub
+
+FAMILIES = ["Ed25519", "secp256k1", "P-256", "RSA"]
+PLAYLIST = {"@context": "https://schema.org", "@type": "MusicPlaylist", "name": "Mix",
+            "numTracks": 2}
+
+
+@pytest.fixture
+async def resolver_server() -> AsyncIterator[UniversalResolver]:
+    ur = UniversalResolver()
+    await ur.start()
+    yield ur
+    await ur.close()
+
+
+@pytest.fixture
+async def hub(db_url: str, tmp_path: pathlib.Path, hub_identity_dir: pathlib.Path,
+              resolver_server: UniversalResolver) -> AsyncIterator[RunningHub]:
+    base = f"http://{resolver_server.host}"
+    async with running_hub(tmp_path / "hub", db_url, hub_identity_dir,
+                           universal_resolver=base, allow_hosts=resolver_server.host) as h:
+        yield h
+
+
+async def enrol(hub: RunningHub, ur: UniversalResolver, family: str) -> Identity:
+    who = identity_for(family)
+    if who.document is not None:
+        ur.add(who.document)
+    await store.add_tenant(hub.runtime.db, who.did)
+    return who
+
+
+def client_for(hub: RunningHub, who: Identity, ur: UniversalResolver) -> HubClient:
+    resolver = DidResolver(ResolverConfig(universal_resolver=f"http://{ur.host}",
+                                          allow_hosts=frozenset({ur.host})))
+    return HubClient(hub.url, who.did, who.keys, resolver=resolver)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_crud_through_the_encrypted_url(hub: RunningHub, resolver_server: UniversalResolver,
+                                              family: str) -> None:
+    who = await enrol(hub, resolver_server, family)
+    async with client_for(hub, who, resolver_server) as client:
+        object_id = await client.create(PLAYLIST)
+        [obj] = await client.query_objects(context="https://schema.org", type_="MusicPlaylist",
+                                           include_data=True)
+        assert obj["id"] == object_id and obj["data"]["numTracks"] == 2
+        revs = await client.update(object_id, {**PLAYLIST, "numTracks": 3})
+        assert len(revs) == 2
+        history = await client.query_commits(object_ids=[object_id])
+        assert [c["header"]["rev"] for c in history] == revs
+        await client.delete(object_id, context="https://schema.org", type_="MusicPlaylist")
+        assert await client.query_objects() == []
+        with pytest.raises(HubErrorResponse) as err:
+            await client.update(object_id + "0", PLAYLIST)
+        assert err.value.error_code == "not_found"
+    await client.resolver.aclose()
+
+
+async def test_token_is_renewed_after_a_401(hub: RunningHub, resolver_server: UniversalResolver
+                                            ) -> None:
+    who = await enrol(hub, resolver_server, "Ed25519")
+    async with client_for(hub, who, resolver_server) as client:
+        await client.create(PLAYLIST)
+        first_token = client._token
+        client._token = first_token[:-4] + "AAAA"  # type: ignore[index]  # a broken token
+        assert len(await client.query_objects()) == 1  # 401, new handshake, retried
+        assert client._token not in (None, first_token[:-4] + "AAAA")  # type: ignore[index]
+    await client.resolver.aclose()
+
+
+# --- raw requests, built with jwcrypto (independent of the hub's crypto) -------------------------
+
+def hub_x25519(hub: RunningHub) -> tuple[str, jwk.JWK]:
+    doc = hub.runtime.identity.document
+    for vm in doc["verificationMethod"]:
+        if vm["publicKeyJwk"].get("crv") == "X25519":
+            return vm["id"], jwk.JWK(**vm["publicKeyJwk"])
+    raise AssertionError("hub has no X25519 key")
+
+
+def signed(who: Identity, payload: bytes, header: dict[str, Any], alg: str = "EdDSA",
+           key: jwk.JWK | None = None) -> str:
+    token = jws.JWS(payload)
+    token.add_signature(key or who.key, None, protected=json.dumps({"alg": alg, **header}))
+    return token.serialize(compact=True)
+
+
+def encrypted(hub: RunningHub, plaintext: bytes, *, extra: dict[str, Any] | None = None,
+              key: jwk.JWK | None = None, kid: str | None = None) -> bytes:
+    hub_kid, hub_key = hub_x25519(hub)
+    header = {"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "kid": kid or hub_kid, **(extra or {})}
+    token = jwe.JWE(plaintext, protected=json.dumps(header))
+    token.add_recipient(key or hub_key)
+    return token.serialize(compact=True).encode()
+
+
+async def post(hub: RunningHub, body: bytes) -> tuple[int, bytes, float]:
+    start = time.perf_counter()
+    async with aiohttp.ClientSession() as session, session.post(
+            hub.url, data=body, headers={"Content-Type": "application/jwt"}) as resp:
+        return resp.status, await resp.read(), time.perf_counter() - start
+
+
+async def token_for(hub: RunningHub, who: Identity, ur: UniversalResolver) -> str:
+    client = client_for(hub, who, ur)
+    try:
+        await client._ensure_token()
+        assert client._token
+        return client._token
+    finally:
+        await client.aclose()
+
+
+async def commit_count(hub: RunningHub) -> int:
+    async with hub.runtime.db.read() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(commits))).scalar()
+                   or 0)
+
+
+def write_request(hub: RunningHub, who: Identity, *, iss: str | None = None) -> bytes:
+    from tests.support.actors import iso
+
+    protected = {"interface": "Collections", "context": "https://schema.org",
+                 "type": "MusicPlaylist", "operation": "create", "committed_at": iso(),
+                 "commit_strategy": "basic", "sub": who.did, "kid": who.kid, "alg": "EdDSA"}
+    token = jws.JWS(json.dumps(PLAYLIST).encode())
+    token.add_signature(who.key, None, protected=json.dumps(protected))
+    commit = json.loads(token.serialize(compact=False))
+    return json.dumps({"@context": "https://schema.identity.foundation/0.1",
+                       "@type": "WriteRequest", "iss": iss or who.did, "aud": hub.did,
+                       "sub": who.did, "commit": commit}).encode()
+
+
+async def test_refusals_are_clean_cheap_and_store_nothing(
+        hub: RunningHub, resolver_server: UniversalResolver) -> None:
+    who = await enrol(hub, resolver_server, "Ed25519")
+    other = await enrol(hub, resolver_server, "Ed25519")
+    token = await token_for(hub, who, resolver_server)
+    request = write_request(hub, who)
+
+    def inner(payload: bytes = request, **header: Any) -> bytes:
+        h = {"did-requester-nonce": str(uuid.uuid4()), "did-access-token": token,
+             "kid": who.kid, **header}
+        return signed(who, payload, h).encode()
+
+    good = encrypted(hub, inner())
+    parts = good.split(b".")
+    tampered_ct = b".".join(parts[:3] + [parts[3][:-6] + (b"AAAAAA" if parts[3][-6:] != b"AAAAAA"
+                                                         else b"BBBBBB"), parts[4]])
+    inner_sig = inner().split(b".")
+    bad_sig = b".".join(inner_sig[:2] + [inner_sig[2][::-1]])
+    wrong_key = jwk.JWK.generate(kty="OKP", crv="X25519")
+    expired = await expired_token(hub, who)
+    none_jws = (b64u(json.dumps({"alg": "none", "kid": who.kid,
+                                 "did-requester-nonce": "n1", "did-access-token": token}).encode())
+                + "." + b64u(request) + ".").encode()
+    published = jwk.JWK(kty="oct", k=b64u(b"published-secret-published-secret"))
+    hs256 = signed(who, request, {"kid": who.kid, "did-requester-nonce": "n2",
+                                  "did-access-token": token}, alg="HS256", key=published).encode()
+    many_sigs = json.dumps({"payload": b64u(request), "signatures": [
+        {"protected": b64u(b'{"alg":"EdDSA"}'), "signature": b64u(b"x" * 64)}] * 1000}).encode()
+
+    cases: list[tuple[str, bytes, int]] = [
+        ("wrong recipient key", encrypted(hub, inner(), key=wrong_key), 401),
+        ("unknown hub kid", encrypted(hub, inner(), kid=hub.did + "#nope"), 401),
+        ("tampered ciphertext", tampered_ct, 401),
+        ("tampered signature", encrypted(hub, bad_sig), 401),
+        ("expired token", encrypted(hub, inner(**{"did-access-token": expired})), 401),
+        ("token of another requester", encrypted(hub, signed(
+            other, request, {"kid": other.kid, "did-requester-nonce": "n3",
+                             "did-access-token": token}).encode()), 401),
+        ("alg none", encrypted(hub, none_jws), 401),
+        ("HS256 with a published key", encrypted(hub, hs256), 401),
+        ("zip bomb", encrypted(hub, b"\0" * 20_000_000, extra={"zip": "DEF"}), 401),
+        ("1000 signatures", encrypted(hub, many_sigs), 401),
+        ("not a JWE at all", b"garbage" * 10, 401),
+        ("empty body", b"", 401),
+        ("oversized body", b"x" * (hub.settings.max_body_bytes + 1), 413),
+    ]
+    for name, body, status in cases:
+        got, answer, seconds = await post(hub, body)
+        assert got == status, (name, got, answer[:200])
+        if status == 401:
+            assert json.loads(answer) == {"error_code": "authentication_failed"}, name
+        assert seconds < 1.0, (name, seconds)
+    assert await commit_count(hub) == 0
+
+    # iss is not the signer: bob signs a request claiming to be alice
+    spoof = write_request(hub, other, iss=who.did)
+    got, _, _ = await post(hub, encrypted(hub, signed(other, spoof, {
+        "kid": other.kid, "did-requester-nonce": str(uuid.uuid4()),
+        "did-access-token": await token_for(hub, other, resolver_server)}).encode()))
+    assert got == 401
+
+    # a replayed body is refused the second time
+    once = encrypted(hub, inner())
+    assert (await post(hub, once))[0] == 200
+    assert (await post(hub, once))[0] == 401
+    assert await commit_count(hub) == 1
+
+    async with aiohttp.ClientSession() as session, session.get(hub.base + "/healthz") as resp:
+        assert resp.status == 200
+
+
+async def expired_token(hub: RunningHub, who: Identity) -> str:
+    """A token the hub itself signed, but whose exp has passed."""
+    from identity_hub import crypto
+    from identity_hub.protocol.commit import format_time
+
+    kid, key = hub.runtime.identity.signing_key("Ed25519")
+    family, private = crypto.private_key_from_jwk(key)
+    past = (time.time_ns() // 1000) - 10 * 60 * 1_000_000
+    claims = {"sub": who.did, "aud": hub.did, "iat": format_time(past),
+              "exp": format_time(past + 300 * 1_000_000)}
+    return crypto.sign_compact_jws(json.dumps(claims).encode(), {"kid": kid}, family, private)
+
+
+async def test_unregistered_sub_is_refused(hub: RunningHub, resolver_server: UniversalResolver
+                                           ) -> None:
+    stranger = identity_for("Ed25519")
+    async with client_for(hub, stranger, resolver_server) as client:
+        with pytest.raises(HubErrorResponse) as err:
+            await client.create(PLAYLIST)
+        assert err.value.error_code == "bad_request" and err.value.target == "sub"
+    await client.resolver.aclose()
+    assert await commit_count(hub) == 0
+
+
+async def test_no_resolver_configured_means_legacy_dids_fail_cleanly(
+        db_url: str, tmp_path: pathlib.Path, hub_identity_dir: pathlib.Path,
+        resolver_server: UniversalResolver) -> None:
+    async with running_hub(tmp_path / "hub2", db_url, hub_identity_dir) as plain:
+        who = await enrol(plain, resolver_server, "RSA")
+        async with client_for(plain, who, resolver_server) as client:
+            with pytest.raises(HubClientError, match="401"):
+                await client.create(PLAYLIST)
+        await client.resolver.aclose()
