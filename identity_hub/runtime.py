@@ -7,6 +7,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
+from identity_hub.commits.fold.crdt import AutomergeEngine, CrdtLimits
 from identity_hub.core import Hub
 from identity_hub.did import DidResolver, ResolverConfig
 from identity_hub.identity import HubIdentity
@@ -43,11 +44,15 @@ async def open_runtime(settings: Settings, *, migrate: bool = True,
     db = Database(settings.db_url)
     resolver = DidResolver(ResolverConfig.from_settings(settings))
     resolver.add_static(identity.static_document())
+    # Workers start on first use: a hub that never sees an automerge commit runs none.
+    crdt = AutomergeEngine(CrdtLimits(timeout=settings.automerge_timeout_seconds))
     try:
         if migrate:
             await ensure_migrated(db.engine)
         hub = Hub(settings, db, resolver, identity.did)
+        hub.commits.crdt = crdt
         yield Runtime(settings, db, resolver, identity, hub)
     finally:
+        await crdt.close()
         await resolver.aclose()
         await db.dispose()

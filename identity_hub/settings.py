@@ -65,6 +65,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("token_lifetime_seconds", int, 300, "Lifetime of a did-access-token."),
     Setting("compat_2019", bool, True, "Interoperate with the 2019 JavaScript clients "
             "(hub-sdk-js 0.1.2, did-auth-jose 0.1.14)."),
+    Setting("automerge_timeout_seconds", float, 2.0, "Longest one automerge fold may run in its "
+            "worker process before the commit is refused."),
     Setting("log_level", str, "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
     Setting("log_format", str, "text", "Log format: text or json."),
 )
@@ -112,6 +114,7 @@ class Settings:
     max_concurrent_per_requester: int = 16
     token_lifetime_seconds: int = 300
     compat_2019: bool = True
+    automerge_timeout_seconds: float = 2.0
     log_level: str = "INFO"
     log_format: str = "text"
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from identity_hub.commits.fold.crdt import AutomergeEngine
 from identity_hub.commits.service import CommitService
 from identity_hub.storage import store
 from identity_hub.storage.engine import Database
@@ -36,7 +37,15 @@ async def refold(db: Database, owner: str | None = None,
     Each object is refolded in its own transaction under the owner's lock, so a live hub keeps
     serving writes meanwhile.
     """
-    service = CommitService(db)
+    crdt = AutomergeEngine()  # its worker starts only if an automerge object is met
+    try:
+        return await _refold(CommitService(db, crdt), db, owner, progress)
+    finally:
+        await crdt.close()
+
+
+async def _refold(service: CommitService, db: Database, owner: str | None,
+                  progress: Callable[[int, int], None] | None) -> RefoldReport:
     report = RefoldReport()
     async with db.read() as conn:
         owner_list = await store.all_owners(conn)

@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity_hub.commits.fold import basic
 from identity_hub.commits.fold.basic import CommitView, ObjectState
+from identity_hub.commits.fold.crdt import AutomergeEngine, CrdtError
 from identity_hub.errors import BadRequest
-from identity_hub.protocol.commit import Commit
+from identity_hub.protocol.commit import Commit, jsonld_matches
 from identity_hub.protocol.jsonutil import JsonError, loads_strict
 from identity_hub.storage import store
 from identity_hub.storage.engine import Database
@@ -52,6 +53,10 @@ def view_of(commit: Commit) -> CommitView:
     )
 
 
+def payload_bytes(view: CommitView) -> bytes:
+    return base64.urlsafe_b64decode(view.payload + "=" * (-len(view.payload) % 4))
+
+
 def payload_data(view: CommitView) -> Any:
     """The JSON state a winning basic/lastWriterWins commit gives its object."""
     if view.operation == "delete":
@@ -66,8 +71,9 @@ def payload_data(view: CommitView) -> Any:
 class CommitService:
     """Writes commits and keeps the materialized objects in step with the log."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, crdt: AutomergeEngine | None = None) -> None:
         self.db = db
+        self.crdt = crdt
 
     async def write(self, owner: str, commit: Commit, check: Precondition | None = None
                     ) -> WriteResult:
@@ -76,7 +82,7 @@ class CommitService:
         Raises:
             HubError: whatever `check` raises; nothing is stored then.
         """
-        if commit.commit_strategy == "automerge":
+        if commit.commit_strategy == "automerge" and self.crdt is None:
             raise BadRequest("The automerge commit strategy is not enabled on this hub",
                              target="commit.protected.commit_strategy")
         try:
@@ -96,6 +102,10 @@ class CommitService:
 
     async def _fold(self, conn: AsyncConnection, oid: int, seq: int, row: Any,
                     view: CommitView) -> None:
+        if view.commit_strategy == "automerge":
+            await self.refold_object(conn, oid, view.object_id, new=view,
+                                     create_seq=seq if view.operation == "create" else None)
+            return
         if row is not None and row.has_create:
             state = store.state_from_row(row)
             new_state = basic.apply(state, view)
@@ -110,14 +120,52 @@ class CommitService:
                                  if view.operation == "create" else None)
 
     async def refold_object(self, conn: AsyncConnection, oid: int, object_id: str, *,
-                            create_seq: int | None = None) -> ObjectState:
-        """Fold one object from its whole log and save the result."""
+                            create_seq: int | None = None, new: CommitView | None = None
+                            ) -> ObjectState:
+        """Fold one object from its whole log and save the result.
+
+        `new` is the commit just stored, if any: an automerge fold then appends it to the
+        worker's cached merge of the others instead of merging everything again.
+
+        Raises:
+            BadRequest: an automerge payload that does not fold (nothing is stored then).
+        """
         rows = await store.object_commits_rows(conn, oid, object_id)
         views = [store.view_from_row(r) for r in rows]
         state = basic.fold(object_id, views)
         if state.create is not None and create_seq is None:
             create_seq = next(r.seq for r in rows if r.rev == object_id)
-        data = payload_data(state.winner) if state.winner is not None else None
+        if state.create is not None and state.create.commit_strategy == "automerge":
+            data = await self._automerge_state(oid, state, views, new)
+        else:
+            data = payload_data(state.winner) if state.winner is not None else None
         await store.save_object(self.db, conn, oid, state, create_seq=create_seq, data=data,
                                 data_changed=True)
         return state
+
+    async def _automerge_state(self, oid: int, state: ObjectState, views: list[CommitView],
+                               new: CommitView | None) -> Any:
+        """The merged JSON of an automerge object's payloads (its set, in the engine's order).
+
+        Every payload is folded, even while a delete wins (the delete hides the object, the
+        payloads stay valid); so a payload that does not merge is refused at write time.
+        """
+        assert state.create is not None
+        if self.crdt is None:
+            raise BadRequest("The automerge commit strategy is not enabled on this hub",
+                             target="commit.protected.commit_strategy")
+        create = state.create
+        mine = [v for v in views if basic.eligible(create, v) and v.operation != "delete"]
+        key = f"{oid}:{state.object_id}"
+        try:
+            if new is not None and new.operation == "update" and new in mine:
+                prior = [payload_bytes(v) for v in mine if v is not new]
+                merged = await self.crdt.fold_append(key, prior, payload_bytes(new))
+            else:
+                merged = await self.crdt.fold([payload_bytes(v) for v in mine], cache_key=key)
+        except CrdtError as exc:
+            raise BadRequest(str(exc), target="commit.payload") from None
+        if not jsonld_matches(merged, create.context, create.type):
+            raise BadRequest("The merged automerge state's @context/@type contradict the "
+                             "commit's context/type", target="commit.payload")
+        return None if state.deleted else merged

@@ -46,11 +46,14 @@ pytestmark = [
                        reason="the JavaScript interop tests need `node` and `npm` on PATH"),
 ]
 
-# name: (sdk, requester key type)
+# name: (sdk, requester key type, hub identity). "ion" is the default hub (long-form did:ion: the
+# compat RSA key first, Ed25519, X25519); "web-k1" is a did:web hub that also has a secp256k1 key,
+# so it answers ES256K requesters with ES256K (DER-encoded, as ec-key verifies).
 SCENARIOS = {
-    "hub-sdk-js-rsa": ("hub-sdk-js", "RSA"),
-    "did-auth-jose-rsa": ("did-auth-jose", "RSA"),
-    "did-auth-jose-es256k": ("did-auth-jose", "secp256k1"),
+    "hub-sdk-js-rsa": ("hub-sdk-js", "RSA", "ion"),
+    "did-auth-jose-rsa": ("did-auth-jose", "RSA", "ion"),
+    "did-auth-jose-es256k": ("did-auth-jose", "secp256k1", "ion"),
+    "did-auth-jose-es256k-hub-k1": ("did-auth-jose", "secp256k1", "web-k1"),
 }
 
 
@@ -58,8 +61,9 @@ SCENARIOS = {
 
 def _modules_fresh() -> bool:
     installed = INTEROP_DIR / "node_modules" / ".package-lock.json"
-    lock = INTEROP_DIR / "package-lock.json"
-    return installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime
+    inputs = (INTEROP_DIR / "package.json", INTEROP_DIR / "package-lock.json")
+    return installed.exists() and all(installed.stat().st_mtime >= p.stat().st_mtime
+                                      for p in inputs)
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +97,7 @@ class JsRequester:
     """A `did:test` DID with a 2019 `publicKey`-only document and the private JWKs for the driver."""
 
     def __init__(self, scenario: str) -> None:
-        sdk, family = SCENARIOS[scenario]
+        sdk, family, _ = SCENARIOS[scenario]
         self.did = f"did:test:{scenario}-{uuid.uuid4().hex[:12]}"
         self.family = family
         entries: list[dict[str, Any]] = []
@@ -116,6 +120,8 @@ class JsRequester:
             self.encryption = {"kid": enc_kid, "privateJwk": enc_private}
         self.document = {"@context": "https://w3id.org/did/v1", "id": self.did,
                          "publicKey": entries}
+        # the requester key the hub must encrypt its responses to
+        self.response_kid = self.encryption["kid"] if self.encryption else self.kid
 
     def _rsa_entry(self, entries: list[dict[str, Any]], key: jwk.JWK, fragment: str,
                    use: str | None) -> tuple[str, dict[str, Any]]:
@@ -165,10 +171,28 @@ async def resolver_server() -> AsyncIterator[UniversalResolver]:
     await ur.close()
 
 
+@pytest.fixture(params=list(SCENARIOS))
+def scenario(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def web_k1_identity_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A did:web hub identity with a secp256k1 signing key besides the compat RSA key."""
+    from identity_hub.identity import HubIdentity
+
+    path = pathlib.Path(tmp_path_factory.mktemp("hub-identity-web-k1"))
+    HubIdentity.create(path, method="web", web_host="hub.example.com",
+                       key_types=("Ed25519", "X25519", "secp256k1"), compat_2019=True)
+    return path
+
+
 @pytest.fixture
-async def hub(db_url: str, tmp_path: pathlib.Path, hub_identity_dir: pathlib.Path,
+async def hub(db_url: str, tmp_path: pathlib.Path, scenario: str, request: pytest.FixtureRequest,
               resolver_server: UniversalResolver) -> AsyncIterator[RunningHub]:
-    async with running_hub(tmp_path / "hub", db_url, hub_identity_dir,
+    fixture = "hub_identity_dir" if SCENARIOS[scenario][2] == "ion" else "web_k1_identity_dir"
+    identity_dir = request.getfixturevalue(fixture)
+    async with running_hub(tmp_path / "hub", db_url, identity_dir,
                            universal_resolver=f"http://{resolver_server.host}",
                            allow_hosts=resolver_server.host, compat_2019=True) as h:
         # The hub's document as the 2019 clients need it: `publicKey` entries with publicKeyJwk,
@@ -202,11 +226,10 @@ async def run_driver(config: dict[str, Any]) -> dict[str, Any]:
 
 # --- the test --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
 async def test_2019_js_client_session(interop_modules: pathlib.Path, hub: RunningHub,
                                       resolver_server: UniversalResolver,
                                       requesters: dict[str, JsRequester], scenario: str) -> None:
-    sdk, family = SCENARIOS[scenario]
+    sdk, family, hub_kind = SCENARIOS[scenario]
     who = requesters[scenario]
     resolver_server.add(who.document)
     await store.add_tenant(hub.runtime.db, who.did)
@@ -223,6 +246,15 @@ async def test_2019_js_client_session(interop_modules: pathlib.Path, hub: Runnin
     assert result["renewalStatuses"] == [401, 200, 200]
     assert result["errorCode"] == "not_found"
     assert "sub" in result["tokenClaims"] and "exp" in result["tokenClaims"]
+
+    # Every response, as the client decrypted it: RSA-OAEP + A128GCM to the requester's
+    # encryption key, signed by a hub key with the nonce echoed; ES256K only when the hub has a
+    # secp256k1 key and the requester signs ES256K.
+    signer_alg = "ES256K" if (family, hub_kind) == ("secp256k1", "web-k1") else "RS256"
+    [envelope] = result["responseEnvelopes"]
+    assert envelope["jwe"] == {"kid": who.response_kid, "alg": "RSA-OAEP", "enc": "A128GCM"}
+    assert envelope["jws"]["alg"] == signer_alg and envelope["jws"]["nonce"] is True
+    assert envelope["jws"]["kid"].split("#")[0] == hub.did
 
     # The objects really landed: the hub's own tables hold the three commits the client made.
     object_id = result["objectId"]
@@ -244,6 +276,6 @@ async def test_2019_js_client_session(interop_modules: pathlib.Path, hub: Runnin
         header = _b64u_json(row.protected)
         assert header["kid"] == who.kid and header["iss"] == who.did
         assert header["alg"] == result["alg"]
-        assert row.signer in (who.did, who.kid)
+        assert row.signer == who.did
     assert obj.deleted is True and obj.commit_count == 3
     assert obj.created_by == who.did and obj.type == "MusicPlaylist"

@@ -24,8 +24,9 @@
  * Scenario: token handshake; create a schema.org MusicPlaylist; object query; commit query and
  * client-side fold; update; token renewal after a 401 (the cached token is corrupted, the next
  * request must be refused, re-handshaken and retried); delete; an encrypted ErrorResponse
- * (update of an unknown object -> not_found). Prints ONE JSON line with the results on stdout and
- * exits 0; on any failure prints a message on stderr and exits 1. Library chatter (console.log in
+ * (update of an unknown object -> not_found). Prints ONE JSON line with the results on stdout
+ * (HTTP statuses seen, revisions, token claim names, and the distinct JWE/JWS headers of the hub's
+ * responses as the client decrypted them) and exits 0; on any failure prints a message on stderr and exits 1. Library chatter (console.log in
  * did-auth-jose's key store and resolver) is sent to stderr so stdout stays one JSON line.
  */
 'use strict';
