@@ -52,6 +52,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("page_size", int, 100, "Most objects or commits in one query page."),
     Setting("universal_resolver", str, None, "Base URL of a DID universal resolver "
             "(GET {base}/1.0/identifiers/{did}); off when unset."),
+    Setting("did_web", bool, False, "Resolve did:web DIDs over HTTPS (off: nothing leaves the "
+            "hub unless configured)."),
     Setting("allow_hosts", str, "", "Comma-separated HOST[:PORT] that may be reached over plain "
             "HTTP or on a private/loopback address (development only)."),
     Setting("resolver_timeout_seconds", float, 5.0, "Timeout of one outbound DID resolution."),
@@ -104,6 +106,7 @@ class Settings:
     clock_skew_seconds: int = 300
     page_size: int = 100
     universal_resolver: str | None = None
+    did_web: bool = False
     allow_hosts: str = ""
     resolver_timeout_seconds: float = 5.0
     resolver_max_bytes: int = 262144

@@ -37,12 +37,14 @@ def fail(message: str) -> None:
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST[:PORT]",
               help="A host that may be reached over plain HTTP or on a private/loopback address "
                    "(repeatable; env IDENTITY_HUB_ALLOW_HOSTS, comma-separated).")
+@click.option("--did-web/--no-did-web", default=None,
+              help="Resolve did:web DIDs over HTTPS (env IDENTITY_HUB_DID_WEB; default off).")
 @click.option("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR.")
 @click.version_option(package_name="identity-hub")
 @click.pass_context
 def main(ctx: click.Context, data_dir: str | None, database_url: str | None,
          universal_resolver: str | None, allow_hosts: tuple[str, ...],
-         log_level: str | None) -> None:
+         did_web: bool | None, log_level: str | None) -> None:
     """identity-hub: a personal datastore keyed by Decentralized Identifiers.
 
     Quick start: `identity-hub serve` creates the data directory, the hub's keys and DID and a
@@ -55,6 +57,7 @@ def main(ctx: click.Context, data_dir: str | None, database_url: str | None,
         "database_url": database_url,
         "universal_resolver": universal_resolver,
         "allow_hosts": ",".join(allow_hosts) if allow_hosts else None,
+        "did_web": did_web,
         "log_level": log_level,
     }
     try:

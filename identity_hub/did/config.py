@@ -25,6 +25,8 @@ class ResolverConfig:
         negative_ttl: seconds a failure is remembered.
         cache_size: most DIDs kept (least recently used are dropped first).
         ssl_context: TLS context for outbound https (tests pass one trusting a test CA).
+        did_web: resolve did:web over the network. Off by default: nothing leaves the hub
+            unless configured.
     """
 
     universal_resolver: str | None = None
@@ -35,6 +37,7 @@ class ResolverConfig:
     negative_ttl: float = 30.0
     cache_size: int = 10000
     ssl_context: ssl.SSLContext | None = None
+    did_web: bool = False
 
     def __post_init__(self) -> None:
         hosts = frozenset(h.strip().lower() for h in self.allow_hosts if h and h.strip())
@@ -53,6 +56,7 @@ class ResolverConfig:
             timeout=float(getattr(settings, "resolver_timeout_seconds", 5.0)),
             max_response_bytes=int(getattr(settings, "resolver_max_bytes", 262144)),
             cache_ttl=float(getattr(settings, "resolver_cache_ttl_seconds", 300)),
+            did_web=bool(getattr(settings, "did_web", False)),
         )
 
     def host_allowed(self, host: str, port: int | None) -> bool:

@@ -266,6 +266,9 @@ class DidResolver:
         if self._http is None:
             self._http = GuardedHttp(self.config)
         if method == "web":
+            if not self.config.did_web:
+                raise MethodNotSupported("did:web resolution is off; turn it on with the "
+                                         "setting did_web (IDENTITY_HUB_DID_WEB=true)")
             return await fetch_did_web(did, self._http, self.config)
         if not self.config.universal_resolver:
             if method == "ion":

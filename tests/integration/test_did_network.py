@@ -129,6 +129,7 @@ def legacy_document(did: str) -> dict[str, Any]:
 
 def web_resolver(https: Server, client_ssl: ssl.SSLContext, **config: Any) -> DidResolver:
     config.setdefault("allow_hosts", frozenset({f"localhost:{https.port}"}))
+    config.setdefault("did_web", True)
     return DidResolver(ResolverConfig(ssl_context=client_ssl, **config))
 
 
@@ -207,7 +208,8 @@ async def test_did_web_id_mismatch_and_not_found(https: Server,
 async def test_did_web_untrusted_certificate(https: Server) -> None:
     did = f"did:web:localhost%3A{https.port}:x"
     https.json("/x/did.json", document(did))
-    resolver = DidResolver(ResolverConfig(allow_hosts=frozenset({f"localhost:{https.port}"})))
+    resolver = DidResolver(ResolverConfig(allow_hosts=frozenset({f"localhost:{https.port}"}),
+                                          did_web=True))
     try:  # no test CA: verification fails; there is no http server on that port to fall back to
         with pytest.raises(NetworkError):
             await resolver.resolve(did)
@@ -218,7 +220,8 @@ async def test_did_web_untrusted_certificate(https: Server) -> None:
 async def test_did_web_plain_http_only_for_allow_listed(http: Server) -> None:
     did = f"did:web:localhost%3A{http.port}"
     http.json("/.well-known/did.json", document(did))
-    resolver = DidResolver(ResolverConfig(allow_hosts=frozenset({f"localhost:{http.port}"})))
+    resolver = DidResolver(ResolverConfig(allow_hosts=frozenset({f"localhost:{http.port}"}),
+                                          did_web=True))
     try:
         assert (await resolver.resolve(did))["id"] == did  # https failed, http allowed
     finally:
@@ -432,3 +435,15 @@ async def test_not_configured() -> None:
     resolver = DidResolver()
     with pytest.raises(MethodNotSupported, match="universal_resolver"):
         await resolver.resolve("did:example:123")
+
+
+async def test_did_web_is_off_unless_configured(http: Server) -> None:
+    did = f"did:web:localhost%3A{http.port}"
+    http.json("/.well-known/did.json", document(did))
+    resolver = DidResolver(ResolverConfig(allow_hosts=frozenset({f"localhost:{http.port}"})))
+    try:
+        with pytest.raises(MethodNotSupported, match="did_web"):
+            await resolver.resolve(did)
+        assert http.hits == {}
+    finally:
+        await resolver.aclose()
