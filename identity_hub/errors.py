@@ -14,7 +14,7 @@ from typing import Any
 PROTOCOL_CONTEXT = "https://schema.identity.foundation/0.1"
 
 
-class ErrorCode(str, enum.Enum):
+class ErrorCode(enum.StrEnum):
     AUTHENTICATION_FAILED = "authentication_failed"
     BAD_REQUEST = "bad_request"
     NOT_FOUND = "not_found"

@@ -39,7 +39,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", str, None, "The hub's home: keys, SQLite database, config.toml "
             "(default: a per-user data directory)."),
     Setting("database_url", str, None, "SQLAlchemy URL of the store, e.g. "
-            "postgresql+asyncpg://user:pass@host/db (default: SQLite file hub.db in the data dir)."),
+            "postgresql+asyncpg://user:pass@host/db (default: SQLite hub.db in the data dir)."),
     Setting("host", str, "127.0.0.1", "Address `serve` listens on."),
     Setting("port", int, 8080, "Port `serve` listens on."),
     Setting("public_url", str, None, "The URL clients reach this hub at (default: http://HOST:PORT)."),
@@ -91,7 +91,8 @@ def _coerce(setting: Setting, value: Any) -> Any:
     try:
         return setting.type(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{setting.name}: expected {setting.type.__name__}, got {value!r}") from exc
+        expected = setting.type.__name__
+        raise ValueError(f"{setting.name}: expected {expected}, got {value!r}") from exc
 
 
 @dataclasses.dataclass(frozen=True)

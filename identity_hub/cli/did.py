@@ -35,8 +35,8 @@ def _settings(ctx: click.Context) -> Settings:
 def did() -> None:
     """Create and resolve DIDs.
 
-    Offline: did:key, did:jwk, long-form did:ion. did:web over HTTPS with --did-web. Other methods and
-    short-form did:ion need a universal resolver (--universal-resolver or the
+    Offline: did:key, did:jwk, long-form did:ion. did:web over HTTPS with --did-web.
+    Other methods and short-form did:ion need a universal resolver (--universal-resolver or the
     universal_resolver setting).
     """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from identity_hub.crypto import JoseError, ParsedJws, parse_flattened_jws
@@ -44,14 +44,14 @@ def parse_time(value: str) -> int:
         text = text[:-1] + "+00:00"
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    delta = dt - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
+    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def format_time(us: int) -> str:
     """Microseconds since the epoch as ISO-8601 UTC with milliseconds, like JavaScript's Date."""
-    dt = datetime.fromtimestamp(us / 1_000_000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(us / 1_000_000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
@@ -84,7 +84,7 @@ class Commit:
         return self.parsed.payload
 
     def wire_header(self) -> dict[str, Any]:
-        """The unprotected header the hub returns: the client's members, then iss, rev, object_id."""
+        """The unprotected header the hub returns: the client's members + iss, rev, object_id."""
         header = {k: v for k, v in self.client_header.items() if k not in HUB_HEADER_MEMBERS}
         header["iss"] = self.signer
         header["rev"] = self.rev

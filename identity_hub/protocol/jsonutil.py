@@ -57,7 +57,7 @@ def _bad_string(s: str) -> bool:
 
 
 def check_depth_and_strings(value: Any, max_depth: int) -> None:
-    """Walk a parsed JSON value iteratively; refuse nesting deeper than max_depth and bad strings."""
+    """Walk parsed JSON iteratively; refuse nesting deeper than max_depth and bad strings."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()

@@ -10,7 +10,6 @@ import signal
 import sys
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from identity_hub.storage.engine import Database
@@ -67,7 +66,7 @@ async def test_two_processes_writing_concurrently(backend: str, db_url: str,
     procs = [await start_writer(tmp_path, db_url, hub_identity_dir, owner, n, tag)
              for tag in ("a", "b")]
     outputs: list[Any] = await asyncio.gather(*(p.communicate() for p in procs))
-    for p, (out, err) in zip(procs, outputs, strict=True):
+    for p, (_out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err.decode()[-2000:]
     acked = [line for out, _ in outputs for line in out.decode().split() if line != "DONE"]
     assert len(acked) == 2 * n
