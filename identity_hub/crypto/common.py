@@ -10,9 +10,10 @@ from __future__ import annotations
 import binascii
 import json
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any
+
+from identity_hub.protocol.jsonutil import StrictJsonError, parse_strict
 
 logger = logging.getLogger(__name__)
 
@@ -104,78 +105,20 @@ def b64url_encode(data: bytes) -> str:
     )
 
 
-def _pairs_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise JoseError("duplicate member in JSON object")
-    return obj
-
-
-def _refuse_constant(name: str) -> Any:
-    raise JoseError(f"non-finite number {name!r} in JSON")
-
-
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise JoseError("non-finite number in JSON")
-    return number
-
-
-def _check_values(value: Any, depth: int, max_depth: int, strings: bool) -> None:
-    """Refuse nesting beyond `max_depth` and, when `strings`, NUL characters and lone surrogates."""
-    if depth > max_depth:
-        raise JoseError("JSON nested too deeply")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if strings:
-                _check_string(key)
-            if isinstance(item, dict | list) or (strings and isinstance(item, str)):
-                _check_values(item, depth + 1, max_depth, strings)
-    elif isinstance(value, list):
-        for item in value:
-            if isinstance(item, dict | list) or (strings and isinstance(item, str)):
-                _check_values(item, depth + 1, max_depth, strings)
-    elif strings and isinstance(value, str):
-        _check_string(value)
-
-
-def _check_string(value: str) -> None:
-    if "\x00" in value:
-        raise JoseError("NUL character in JSON string")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise JoseError("lone surrogate in JSON string") from None
-
-
-_DECODER = json.JSONDecoder(
-    object_pairs_hook=_pairs_without_duplicates,
-    parse_constant=_refuse_constant,
-    parse_float=_finite_float,
-)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def strict_json_loads(data: bytes | str, what: str, max_depth: int = MAX_HEADER_DEPTH) -> Any:
-    """Parse JSON strictly: UTF-8, no duplicate keys, finite numbers, bounded depth, no NUL or
-    lone surrogate in strings.
+    """Parse JSON strictly (`identity_hub.protocol.jsonutil.parse_strict`): UTF-8, no duplicate
+    keys, finite numbers, bounded depth, no NUL or lone surrogate in strings.
 
     Raises:
         JoseError: when the text is not such JSON.
     """
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        value = _DECODER.decode(text)
-    except JoseError as exc:
+        return parse_strict(data, max_depth=max_depth)
+    except StrictJsonError as exc:
         raise JoseError(f"{what}: {exc}") from None
-    except (ValueError, RecursionError, TypeError):
-        # ValueError covers JSONDecodeError, UnicodeDecodeError and over-long integers.
-        raise JoseError(f"{what}: not valid JSON") from None
-    # The decoder refuses raw control characters, so NUL and surrogates can only come from
-    # escapes: look at the strings only when there is one.
-    _check_values(value, 0, max_depth, "\\u" in text)
-    return value
 
 
 def decode_protected_header(b64: bytes, limits: Limits, what: str) -> dict[str, Any]:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
-import math
 import re
 from typing import Any
 
 import base58
 
 from identity_hub.did.errors import InvalidDid, InvalidDocument
+from identity_hub.protocol.jsonutil import StrictJsonError, parse_strict
 
 logger = logging.getLogger(__name__)
 
@@ -161,58 +160,16 @@ def split_kid(kid: str) -> tuple[str, str]:
     return did, fragment
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("number out of range")
-    return value
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _depth_ok(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return True
-
-
 def strict_json_loads(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Parse untrusted JSON: finite numbers only, no duplicate keys, bounded depth.
+    """Parse untrusted JSON (`identity_hub.protocol.jsonutil.parse_strict`).
 
     Raises:
         InvalidDocument: anything that is not such JSON (including invalid UTF-8).
     """
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
-        value = json.loads(
-            text,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-            object_pairs_hook=_no_duplicates,
-        )
-    except (ValueError, RecursionError, UnicodeDecodeError, TypeError) as exc:
-        raise InvalidDocument("response is not valid JSON") from exc
-    if not _depth_ok(value, max_depth):
-        raise InvalidDocument("JSON nested too deeply")
-    return value
+        return parse_strict(data, max_depth=max_depth)
+    except StrictJsonError as exc:
+        raise InvalidDocument(f"response is not valid JSON: {exc}") from None
 
 
 def json_copy(value: Any) -> Any:

@@ -181,7 +181,7 @@ async def query_commits(
 
 
 def commit_wire(row: Any) -> dict[str, Any]:
-    """A stored commit as the protocol returns it: header with iss, rev (and object_id on create)."""
+    """A stored commit as the protocol returns it: header with iss, rev (+ object_id on create)."""
     header = json.loads(row.header)
     header["iss"] = row.signer
     header["rev"] = row.rev
