@@ -35,7 +35,24 @@ async def well_known_did(request: web.Request) -> web.Response:
     runtime = request.app[appkeys.RUNTIME]
     if not runtime.identity.did.startswith("did:web:"):
         raise web.HTTPNotFound()
-    return web.json_response(runtime.identity.document)
+    # static_document() adds the `publicKey` array, the only part the 2019 clients read.
+    return web.json_response(runtime.identity.static_document())
+
+
+async def resolve_self(request: web.Request) -> web.Response:
+    """`GET /1.0/identifiers/{did}` for this hub's own DID, in the 2019 universal-resolver shape,
+    so that a 2019 client can be pointed at the hub as its resolver. Any other DID: 404."""
+    runtime = request.app[appkeys.RUNTIME]
+    did = request.match_info["did"]
+    identity = runtime.identity
+    names = {identity.did}
+    if identity.did.startswith("did:ion:"):
+        names.add(identity.did.rsplit(":", 1)[0])  # the short form of a long-form did:ion
+    if did not in names:
+        raise web.HTTPNotFound()
+    document = identity.static_document()
+    return web.json_response({"document": document, "didDocument": document,
+                              "resolverMetadata": {}, "didDocumentMetadata": {}})
 
 
 async def _purge_nonces(db: object, every: float = 60.0) -> None:
@@ -51,7 +68,7 @@ async def well_known_hub(request: web.Request) -> web.Response:
     """The hub's DID, DID document and endpoint: what `identity-hub info --json` prints."""
     runtime = request.app[appkeys.RUNTIME]
     return web.json_response({"did": runtime.identity.did,
-                              "didDocument": runtime.identity.document,
+                              "didDocument": runtime.identity.static_document(),
                               "endpoint": runtime.settings.endpoint})
 
 
@@ -75,4 +92,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/.well-known/did.json", well_known_did)
     app.router.add_get("/.well-known/identity-hub", well_known_hub)
+    app.router.add_get("/1.0/identifiers/{did}", resolve_self)
     return app

@@ -216,11 +216,11 @@ def info(ctx: click.Context, as_json: bool) -> None:
         fail(f"no hub in {settings.data_dir}: run `identity-hub init` (or `serve`) first")
     identity = HubIdentity.load(settings.data_path)
     if as_json:
-        echo_json({"did": identity.did, "didDocument": identity.document,
+        echo_json({"did": identity.did, "didDocument": identity.static_document(),
                    "endpoint": settings.endpoint})
         return
     click.echo(f"DID:       {identity.did}")
     click.echo(f"endpoint:  {settings.endpoint}")
     click.echo(f"data dir:  {settings.data_dir}")
     click.echo("document:")
-    echo_json(identity.document)
+    echo_json(identity.static_document())

@@ -258,3 +258,22 @@ async def test_no_resolver_configured_means_legacy_dids_fail_cleanly(
             with pytest.raises(HubClientError, match="401"):
                 await client.create(PLAYLIST)
         await client.resolver.aclose()
+
+
+async def test_the_hub_publishes_its_document_for_2019_clients(hub: RunningHub) -> None:
+    """The 2019 clients read only `publicKey`, and resolve the hub through a resolver URL."""
+    short = hub.did.rsplit(":", 1)[0]
+    async with aiohttp.ClientSession() as session:
+        for did in (hub.did, short):
+            async with session.get(f"{hub.base}/1.0/identifiers/{did}") as resp:
+                assert resp.status == 200
+                doc = (await resp.json())["document"]
+            first = doc["publicKey"][0]
+            assert first["type"] == "RsaVerificationKey2018"
+            assert first["publicKeyJwk"]["use"] == "enc"
+            assert first["id"].endswith(first["publicKeyJwk"]["kid"])
+        async with session.get(f"{hub.base}/1.0/identifiers/did:example:other") as resp:
+            assert resp.status == 404
+        async with session.get(f"{hub.base}/.well-known/identity-hub") as resp:
+            info = await resp.json()
+        assert info["did"] == hub.did and info["didDocument"]["publicKey"]
