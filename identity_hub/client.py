@@ -300,6 +300,58 @@ class HubClient:
             query["revision"] = list(revisions)
         return await self._pages("CommitQueryRequest", "commits", query, sub, all_pages)
 
+    # --- permissions (docs/permissions.md) -----------------------------------------------------
+
+    async def grant(
+        self,
+        grantee: str,
+        *,
+        context: str,
+        type_: str,
+        allow: str,
+        object_ids: Sequence[str] | None = None,
+        created_by: str | None = None,
+        not_before: str | None = None,
+        expires: str | None = None,
+        unrevocable_until: str | None = None,
+    ) -> str:
+        """As the owner, grant `grantee` the `allow` rights ("CRUD" mask, e.g. "-R--") on the
+        objects of `context`/`type_`; times are ISO-8601. Returns the grant's object_id."""
+        payload = grant_payload(self.did, grantee, context=context, type_=type_, allow=allow,
+                                object_ids=object_ids, created_by=created_by,
+                                not_before=not_before, expires=expires,
+                                unrevocable_until=unrevocable_until)
+        return await self.create(payload, interface="Permissions")
+
+    async def update_grant(self, grant_id: str, payload: dict[str, Any]) -> list[str]:
+        """Replace a grant's terms (same grantee, context and type) with `payload`."""
+        return await self.update(grant_id, payload, interface="Permissions")
+
+    async def revoke(self, grant_id: str) -> list[str]:
+        """Delete a grant: from the next request on it covers no read, and no commit dated
+        after the revocation."""
+        from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE
+
+        return await self.delete(grant_id, context=GRANT_CONTEXT, type_=GRANT_TYPE,
+                                 interface="Permissions")
+
+    async def grants(self, *, sub: str | None = None) -> list[dict[str, Any]]:
+        """The live grants: all of them for the owner; for a grantee (`sub` = the owner), those
+        naming it. Each is the grant payload plus `id`."""
+        objects = await self.query_objects(sub=sub, interface="Permissions", include_data=True)
+        return [{"id": o["id"], **(o.get("data") or {})} for o in objects]
+
+    async def audit(self, *, grantee: str | None = None, since: str | None = None,
+                    all_pages: bool = True) -> list[dict[str, Any]]:
+        """The owner's audit log (AuditQueryRequest), oldest entry first."""
+        await self._discover()
+        query: dict[str, Any] = {}
+        if grantee is not None:
+            query["grantee"] = grantee
+        if since is not None:
+            query["since"] = since
+        return await self._pages("AuditQueryRequest", "entries", query, None, all_pages)
+
     async def _pages(self, type_: str, member: str, query: dict[str, Any], sub: str | None,
                      all_pages: bool) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -310,6 +362,23 @@ class HubClient:
             if not token or not all_pages:
                 return items
             query["skip_token"] = token
+
+
+def grant_payload(owner: str, grantee: str, *, context: str, type_: str, allow: str,
+                  object_ids: Sequence[str] | None = None, created_by: str | None = None,
+                  not_before: str | None = None, expires: str | None = None,
+                  unrevocable_until: str | None = None) -> dict[str, Any]:
+    """A PermissionGrant payload (docs/permissions.md); optional members only when given."""
+    from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE
+
+    payload: dict[str, Any] = {"@context": GRANT_CONTEXT, "@type": GRANT_TYPE, "owner": owner,
+                               "grantee": grantee, "context": context, "type": type_,
+                               "allow": allow}
+    optional = {"object_ids": list(object_ids) if object_ids else None,
+                "created_by": created_by, "not_before": not_before, "expires": expires,
+                "unrevocable_until": unrevocable_until}
+    payload.update({k: v for k, v in optional.items() if v is not None})
+    return payload
 
 
 def _context_of(payload: dict[str, Any]) -> str:

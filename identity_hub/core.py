@@ -4,6 +4,10 @@
 decrypted and verified it) and the request JSON, and returns the response JSON. Every HubError
 becomes an ErrorResponse here; any other exception becomes a bare `server_error` (logged, never
 shown). The encrypted HTTP transport wraps this; tests and the CLI may call it directly.
+
+Once a request names an owner this hub serves, a request by anyone else gets exactly one entry
+in that owner's audit log (docs/permissions.md): the handler appends it in the transaction of the
+access; a refused request is recorded here, after its work was rolled back.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ from identity_hub.errors import (
     ServerError,
     WrongType,
 )
+from identity_hub.interfaces.audit_query import handle_audit_query
 from identity_hub.interfaces.base import PROTOCOL_CONTEXT, RequestContext
 from identity_hub.interfaces.commit_query import handle_commit_query
 from identity_hub.interfaces.objects import handle_object_query, handle_write
+from identity_hub.permissions import audit
+from identity_hub.permissions.audit import AuditRecord
 from identity_hub.settings import Settings
 from identity_hub.storage import store
 from identity_hub.storage.engine import Database
@@ -38,6 +45,7 @@ ROUTES: dict[str, Handler] = {
     "WriteRequest": handle_write,
     "ObjectQueryRequest": handle_object_query,
     "CommitQueryRequest": handle_commit_query,
+    "AuditQueryRequest": handle_audit_query,  # extension: the owner's audit log
 }
 
 MAX_DID_LENGTH = 2048
@@ -110,5 +118,31 @@ class Hub:
         sub = request["sub"]
         if not await self.serves(sub):
             raise BadRequest("This hub does not serve that sub", target="sub")
-        ctx = RequestContext(hub=self, requester=requester, sub=sub, request=request)
-        return await handler(ctx)
+        if requester == sub:
+            return await handler(RequestContext(hub=self, requester=requester, sub=sub,
+                                                request=request))
+        record = AuditRecord(type_)
+        ctx = RequestContext(hub=self, requester=requester, sub=sub, request=request,
+                             audit=record)
+        try:
+            response = await handler(ctx)
+        except HubError as exc:
+            await self._audit_refusal(ctx, record, exc.code.value)
+            raise
+        except Exception:
+            await self._audit_refusal(ctx, record, "server_error")
+            raise
+        if not record.recorded:  # every handler records its own success; never skip one
+            logger.error("%s answered without an audit entry", type_)
+            await audit.record(self.db, sub, requester, record, allowed=True, outcome="ok")
+        return response
+
+    async def _audit_refusal(self, ctx: RequestContext, record: AuditRecord, outcome: str
+                             ) -> None:
+        if record.recorded:
+            return
+        try:
+            await audit.record(self.db, ctx.sub, ctx.requester, record, allowed=False,
+                               outcome=outcome)
+        except Exception:
+            logger.exception("could not record a refused request in the audit log")

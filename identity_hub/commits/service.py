@@ -21,6 +21,7 @@ from identity_hub.commits.fold import basic
 from identity_hub.commits.fold.basic import CommitView, ObjectState
 from identity_hub.commits.fold.crdt import AutomergeEngine, CrdtError
 from identity_hub.errors import BadRequest
+from identity_hub.permissions import index as grant_index
 from identity_hub.protocol.commit import Commit, jsonld_matches
 from identity_hub.protocol.jsonutil import JsonError, loads_strict
 from identity_hub.storage import store
@@ -95,6 +96,8 @@ class CommitService:
                     await check(conn, oid, row)
                 await store.insert_commit(conn, oid, seq, store.commit_row(commit))
                 await self._fold(conn, oid, seq, row, view_of(commit))
+                await grant_index.after_commit_stored(conn, oid, commit.object_id,
+                                                      commit.interface)
                 revisions = await store.object_revisions(conn, oid, commit.object_id)
         except _AlreadyHeld as held:
             return WriteResult(held.revisions, False, commit.object_id)
@@ -141,6 +144,7 @@ class CommitService:
             data = payload_data(state.winner) if state.winner is not None else None
         await store.save_object(self.db, conn, oid, state, create_seq=create_seq, data=data,
                                 data_changed=True)
+        await grant_index.after_object_refolded(conn, oid, object_id, rows)
         return state
 
     async def _automerge_state(self, oid: int, state: ObjectState, views: list[CommitView],

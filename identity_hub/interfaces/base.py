@@ -6,6 +6,8 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from identity_hub.errors import BadRequest, MissingParameter, WrongType
+from identity_hub.permissions.audit import AuditRecord
+from identity_hub.storage import store
 
 if TYPE_CHECKING:
     from identity_hub.core import Hub
@@ -15,16 +17,42 @@ PROTOCOL_CONTEXT = "https://schema.identity.foundation/0.1"
 
 @dataclasses.dataclass(frozen=True)
 class RequestContext:
-    """An authenticated request: `requester` is the DID whose key signed it."""
+    """An authenticated request: `requester` is the DID whose key signed it.
+
+    `audit` is None for the owner's own requests; for anyone else's it collects what the owner's
+    audit log records of this request (docs/permissions.md).
+    """
 
     hub: Hub
     requester: str
     sub: str
     request: dict[str, Any]
+    audit: AuditRecord | None = None
 
     @property
     def is_owner(self) -> bool:
         return self.requester == self.sub
+
+
+def check_committed_at(committed_at_us: int, skew_seconds: int, *, past: bool = True,
+                       now_us: int | None = None,
+                       target: str = "commit.protected.committed_at") -> None:
+    """A commit's `committed_at` must lie within `skew_seconds` of the hub's clock.
+
+    Commits from clients are checked in both directions (`past=True`): authorization is judged
+    at `committed_at`, so a backdated commit could use a grant revoked since. Commits replicated
+    from a peer hub may be old and are only checked against the future (`past=False`).
+
+    Raises:
+        BadRequest: at `target`.
+    """
+    now = store.now_us() if now_us is None else now_us
+    skew_us = skew_seconds * 1_000_000
+    if committed_at_us > now + skew_us:
+        raise BadRequest("committed_at is too far in the future", target=target)
+    if past and committed_at_us < now - skew_us:
+        raise BadRequest(f"committed_at is more than {skew_seconds} s in the past: sign "
+                         "commits with the current time", target=target)
 
 
 def opt_str(obj: dict[str, Any], name: str, target: str) -> str | None:

@@ -6,13 +6,15 @@ from typing import Any
 
 from identity_hub.errors import BadRequest, NotImplementedByHub
 from identity_hub.interfaces.base import RequestContext, opt_str, opt_str_list, page_response
+from identity_hub.permissions import audit
 from identity_hub.storage import store
 
 
 async def handle_commit_query(ctx: RequestContext) -> dict[str, Any]:
     """Commits of the owner, by object_id or by revision, in the order the hub stored them.
 
-    Unlike the reference, `object_id` and `revision` may be combined (both must match).
+    Unlike the reference, `object_id` and `revision` may be combined (both must match). A
+    non-owner gets only the commits it may read (docs/permissions.md), filtered in the query.
     """
     query = ctx.request.get("query") or {}
     if not isinstance(query, dict):
@@ -27,13 +29,25 @@ async def handle_commit_query(ctx: RequestContext) -> dict[str, Any]:
     revisions = opt_str_list(query, "revision", "query.revision")
     token = opt_str(query, "skip_token", "query.skip_token")
     after = store.decode_skip_token("c", token, "query.skip_token")
-    interfaces = ctx.hub.authorizer.commit_query_interfaces(ctx)
     limit = ctx.hub.settings.page_size
-    async with ctx.hub.db.read() as conn:
-        oid = await store.owner_id(conn, ctx.sub)
-        rows = [] if oid is None else await store.query_commits(
-            conn, oid, object_ids=object_ids, revisions=revisions, interfaces=interfaces,
-            after=after, limit=limit + 1)
+    if ctx.audit is None:
+        async with ctx.hub.db.read() as conn:
+            oid = await store.owner_id(conn, ctx.sub)
+            rows = [] if oid is None else await store.query_commits(
+                conn, oid, object_ids=object_ids, revisions=revisions, after=after,
+                limit=limit + 1)
+    else:
+        ctx.audit.operation, ctx.audit.object_ids = "read", object_ids
+        async with ctx.hub.db.transaction() as conn:  # the read and its audit entry
+            oid = await store.ensure_owner(ctx.hub.db, conn, ctx.sub)
+            allowed = await ctx.hub.authorizer.commit_scope(ctx, conn, oid)
+            rows = await store.query_commits(
+                conn, oid, object_ids=object_ids, revisions=revisions, after=after,
+                limit=limit + 1, where=allowed.where)
+            ctx.audit.grant_ids = allowed.grant_ids
+            ctx.audit.object_ids = sorted({r.object_id for r in rows[:limit]})
+            await audit.append(conn, oid, ctx.requester, ctx.audit)
+        ctx.audit.recorded = True
     more = len(rows) > limit
     rows = rows[:limit]
     next_token = store.encode_skip_token("c", rows[-1].seq) if more else None

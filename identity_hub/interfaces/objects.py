@@ -17,18 +17,19 @@ from identity_hub.errors import BadRequest, MissingParameter, NotFound, NotImple
 from identity_hub.interfaces.base import (
     PROTOCOL_CONTEXT,
     RequestContext,
+    check_committed_at,
     opt_str,
     opt_str_list,
     page_response,
     req_str,
 )
-from identity_hub.protocol.commit import Commit, jsonld_matches, parse_commit
+from identity_hub.permissions import audit
+from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE, parse_grant, weakened
+from identity_hub.protocol.commit import Commit, format_time, jsonld_matches, parse_commit
 from identity_hub.storage import store
 
 logger = logging.getLogger(__name__)
 
-GRANT_CONTEXT = "schema.identity.foundation/0.1"
-GRANT_TYPE = "PermissionGrant"
 OBJECT_INTERFACES = ("Collections", "Profile", "Permissions")
 
 
@@ -45,11 +46,8 @@ def _check_payload(ctx: RequestContext, commit: Commit) -> None:
         raise BadRequest("The payload's @context/@type contradict the commit's context/type",
                          target="commit.payload")
     if commit.interface == "Permissions":
-        for name in ("owner", "grantee", "allow", "context", "type"):
-            if not isinstance(payload.get(name), str):
-                raise BadRequest(f"A PermissionGrant needs a string {name}",
-                                 target=f"commit.payload.{name}")
-        if payload["owner"] != commit.sub:
+        terms = parse_grant(payload)
+        if terms.owner != commit.sub:
             raise BadRequest("A PermissionGrant's owner must be the hub owner",
                              target="commit.payload.owner")
 
@@ -69,15 +67,46 @@ def check_commit_shape(ctx: RequestContext, commit: Commit) -> None:
         if commit.commit_strategy != "basic":
             raise BadRequest("Permissions commits must use the basic strategy",
                              target="commit.protected.commit_strategy")
-    skew_us = ctx.hub.settings.clock_skew_seconds * 1_000_000
-    if commit.committed_at_us > store.now_us() + skew_us:
-        raise BadRequest("committed_at is too far in the future",
-                         target="commit.protected.committed_at")
+    check_committed_at(commit.committed_at_us, ctx.hub.settings.clock_skew_seconds)
     _check_payload(ctx, commit)
 
 
-def _precondition(commit: Commit) -> Any:
+def _check_grant_change(commit: Commit, row: Any, max_depth: int) -> None:
+    """An update keeps a grant's owner, grantee, context and type; before `unrevocable_until`
+    a grant may be neither deleted nor weakened."""
+    try:
+        old = parse_grant(row.data)
+    except BadRequest:
+        return  # the stored state is no valid grant (it grants nothing): nothing to protect
+    new = None if commit.operation == "delete" else parse_grant(commit.payload_json(max_depth))
+    if new is not None and new.key != old.key:
+        raise BadRequest("A grant's grantee, context and type cannot change: create a new "
+                         "grant (and revoke this one)", target="commit.payload")
+    until = old.unrevocable_until_us
+    if until is None or min(store.now_us(), commit.committed_at_us) >= until:
+        return
+    if new is None:
+        raise BadRequest(f"This grant is unrevocable until {format_time(until)}: it cannot be "
+                         "deleted before then", target="commit.protected.operation")
+    lost = weakened(old, new)
+    if lost:
+        raise BadRequest(f"This grant is unrevocable until {format_time(until)}: it cannot be "
+                         f"weakened before then ({', '.join(lost)})", target="commit.payload")
+
+
+def _precondition(ctx: RequestContext, commit: Commit) -> Any:
+    """The checks made under the owner's lock, before the commit is stored: the grant check
+    and audit entry of a non-owner, then the object rules."""
+
     async def check(conn: AsyncConnection, oid: int, row: Any) -> None:
+        if ctx.audit is not None:
+            ctx.audit.grant_ids = await ctx.hub.authorizer.authorize_write(
+                ctx, conn, oid, commit, row)
+        await _object_rules(conn, oid, row)
+        if ctx.audit is not None:
+            await audit.append(conn, oid, ctx.requester, ctx.audit)
+
+    async def _object_rules(conn: AsyncConnection, oid: int, row: Any) -> None:
         if commit.operation == "create":
             if commit.interface == "Profile":
                 existing = await store.find_live_object(conn, oid, "Profile", commit.context,
@@ -99,6 +128,8 @@ def _precondition(commit: Commit) -> Any:
         if row.commit_strategy != commit.commit_strategy:
             raise BadRequest("commit_strategy differs from the object's",
                              target="commit.protected.commit_strategy")
+        if commit.interface == "Permissions" and not row.deleted:
+            _check_grant_change(commit, row, ctx.hub.settings.max_json_depth)
 
     return check
 
@@ -108,17 +139,39 @@ async def handle_write(ctx: RequestContext) -> dict[str, Any]:
     if "commit" not in ctx.request:
         raise MissingParameter(target="commit")
     commit = parse_commit(ctx.request["commit"])
+    if ctx.audit is not None:
+        ctx.audit.interface, ctx.audit.operation = commit.interface, commit.operation
+        ctx.audit.context, ctx.audit.type = commit.context, commit.type
+        ctx.audit.object_ids, ctx.audit.rev = [commit.object_id], commit.rev
     if commit.signer != ctx.request.get("iss"):
         raise BadRequest("The commit must be signed by the request issuer", target="commit")
     if commit.sub != ctx.sub:
         raise BadRequest("The commit's sub must be the request's sub",
                          target="commit.protected.sub")
+    ctx.hub.authorizer.check_write_shape(ctx, commit)
     check_commit_shape(ctx, commit)
-    ctx.hub.authorizer.check_write(ctx, commit)
     await verify_commit(commit, ctx.hub.resolver)
-    result = await ctx.hub.commits.write(ctx.sub, commit, _precondition(commit))
+    result = await ctx.hub.commits.write(ctx.sub, commit, _precondition(ctx, commit))
+    if ctx.audit is not None:
+        if result.stored:
+            ctx.audit.recorded = True  # appended in the write's own transaction
+        else:
+            await _audit_repeat(ctx, commit)
     return {"@context": PROTOCOL_CONTEXT, "@type": "WriteResponse",
             "revisions": result.revisions}
+
+
+async def _audit_repeat(ctx: RequestContext, commit: Commit) -> None:
+    """A non-owner re-sent a commit the hub already holds: nothing was written. Its own earlier
+    commit was judged at its committed_at, so the same grants still cover it; record that."""
+    assert ctx.audit is not None
+    async with ctx.hub.db.transaction() as conn:
+        oid = await store.ensure_owner(ctx.hub.db, conn, ctx.sub)
+        row = await store.load_object(conn, oid, commit.object_id)
+        ctx.audit.grant_ids = await ctx.hub.authorizer.authorize_write(ctx, conn, oid, commit,
+                                                                       row)
+        await audit.append(conn, oid, ctx.requester, ctx.audit, outcome="already_held")
+    ctx.audit.recorded = True
 
 
 def object_metadata(row: Any, sub: str, include_data: bool) -> dict[str, Any]:
@@ -171,13 +224,27 @@ async def handle_object_query(ctx: RequestContext) -> dict[str, Any]:
         raise BadRequest("include_data must be a boolean", target="query.include_data")
     token = opt_str(query, "skip_token", "query.skip_token")
     after = store.decode_skip_token("o", token, "query.skip_token")
-    ctx.hub.authorizer.check_object_query(ctx, interface, context, type_)
     limit = ctx.hub.settings.page_size
-    async with ctx.hub.db.read() as conn:
-        oid = await store.owner_id(conn, ctx.sub)
-        rows = [] if oid is None else await store.query_objects(
-            conn, oid, interface=interface, context=context, type_=type_,
-            object_ids=object_ids, after=after, limit=limit + 1)
+    if ctx.audit is None:
+        async with ctx.hub.db.read() as conn:
+            oid = await store.owner_id(conn, ctx.sub)
+            rows = [] if oid is None else await store.query_objects(
+                conn, oid, interface=interface, context=context, type_=type_,
+                object_ids=object_ids, after=after, limit=limit + 1)
+    else:
+        ctx.audit.interface, ctx.audit.operation = interface, "read"
+        ctx.audit.context, ctx.audit.type, ctx.audit.object_ids = context, type_, object_ids
+        async with ctx.hub.db.transaction() as conn:  # the read and its audit entry
+            oid = await store.ensure_owner(ctx.hub.db, conn, ctx.sub)
+            allowed = await ctx.hub.authorizer.object_scope(ctx, conn, oid, interface, context,
+                                                            type_)
+            rows = await store.query_objects(
+                conn, oid, interface=interface, context=context, type_=type_,
+                object_ids=object_ids, after=after, limit=limit + 1, where=allowed.where)
+            ctx.audit.grant_ids = allowed.grant_ids
+            ctx.audit.object_ids = [r.object_id for r in rows[:limit]]
+            await audit.append(conn, oid, ctx.requester, ctx.audit)
+        ctx.audit.recorded = True
     more = len(rows) > limit
     rows = rows[:limit]
     next_token = store.encode_skip_token("o", rows[-1].create_seq) if more else None

@@ -75,6 +75,18 @@ async def lock_owner(db: Database, conn: AsyncConnection, did: str) -> tuple[int
     return int(row[0]), int(row[1])
 
 
+async def ensure_owner(db: Database, conn: AsyncConnection, did: str) -> int:
+    """The owner's key, adding the `owners` row if this owner has never written (no lock taken)."""
+    found = await owner_id(conn, did)
+    if found is not None:
+        return found
+    await conn.execute(db.insert_ignore(owners).values(did=did, last_seq=0)
+                       .on_conflict_do_nothing())
+    found = await owner_id(conn, did)
+    assert found is not None
+    return found
+
+
 async def lock_owner_only(conn: AsyncConnection, did: str) -> None:
     """Take the owner's write lock without drawing a sequence number (maintenance work)."""
     await conn.execute(sa.update(owners).where(owners.c.did == did)
@@ -168,8 +180,12 @@ async def query_commits(
     interfaces: Sequence[str] | None = None,
     after: int,
     limit: int,
+    where: Any = None,
 ) -> list[Any]:
+    """A page of the owner's commits; `where` is an extra SQL condition (a requester's scope)."""
     q = sa.select(commits).where(commits.c.owner_id == oid, commits.c.seq > after)
+    if where is not None:
+        q = q.where(where)
     if interfaces is not None:
         q = q.where(commits.c.interface.in_(list(interfaces)))
     if object_ids is not None:
@@ -281,7 +297,9 @@ async def query_objects(
     object_ids: Sequence[str] | None,
     after: int,
     limit: int,
+    where: Any = None,
 ) -> list[Any]:
+    """A page of live objects; `where` is an extra SQL condition (a requester's scope)."""
     q = sa.select(objects).where(
         objects.c.owner_id == oid,
         objects.c.interface == interface,
@@ -293,6 +311,8 @@ async def query_objects(
         q = q.where(objects.c.context == context, objects.c.type == type_)
     if object_ids is not None:
         q = q.where(objects.c.object_id.in_(list(object_ids)))
+    if where is not None:
+        q = q.where(where)
     q = q.order_by(objects.c.create_seq).limit(limit)
     return list(await conn.execute(q))
 

@@ -101,3 +101,61 @@ nonces = sa.Table(
     sa.Column("expires_at_us", sa.BigInteger, nullable=False),
     sa.Index(None, "expires_at_us"),
 )
+
+# The grant index (docs/permissions.md): one row per version of a PermissionGrant, recomputed from
+# the grant's commits whenever one of them is stored. A version is in force from `valid_from_us`
+# (the committed_at of the commit that made it) until `valid_until_us` (the next version or the
+# delete; NULL while open). Lookups go through fixed-size hashes of the grantee and of
+# context + type, so that one index serves (owner, grantee) and (owner, grantee, context, type).
+grant_versions = sa.Table(
+    "grant_versions",
+    metadata,
+    sa.Column("owner_id", sa.Integer, nullable=False),
+    sa.Column("grant_id", sa.String(128), nullable=False),
+    sa.Column("valid_from_us", sa.BigInteger, nullable=False),
+    sa.Column("valid_until_us", sa.BigInteger),
+    sa.Column("grantee_key", sa.String(64), nullable=False),  # hex SHA-256 of the grantee DID
+    sa.Column("scope_key", sa.String(64), nullable=False),  # hex SHA-256 of context NUL type
+    sa.Column("grantee", sa.String(2048), nullable=False),
+    sa.Column("context", sa.String(512), nullable=False),
+    sa.Column("type", sa.String(512), nullable=False),
+    sa.Column("rev", sa.String(64), nullable=False),  # the commit that made this version
+    sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("can_create", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("can_read", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("can_update", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("can_delete", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("object_ids", JsonDoc),
+    sa.Column("created_by", sa.String(2048)),
+    sa.Column("not_before_us", sa.BigInteger),
+    sa.Column("expires_us", sa.BigInteger),
+    sa.Column("unrevocable_until_us", sa.BigInteger),
+    # grant_id first: the only index led by owner_id is the lookup, so no planner (PostgreSQL
+    # without statistics, say) can scan all of an owner's grants by the primary key instead.
+    sa.PrimaryKeyConstraint("grant_id", "owner_id", "valid_from_us"),
+    sa.Index("ix_grant_versions_lookup", "owner_id", "grantee_key", "scope_key",
+             "valid_from_us"),
+)
+
+# Every request by a DID other than the owner, appended in the transaction of the access itself.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("owner_id", sa.Integer, nullable=False),
+    sa.Column("at_us", sa.BigInteger, nullable=False),
+    sa.Column("requester", sa.String(2048), nullable=False),
+    sa.Column("request_type", sa.String(32), nullable=False),
+    sa.Column("interface", sa.String(32)),
+    sa.Column("operation", sa.String(16)),
+    sa.Column("context", sa.String(512)),
+    sa.Column("type", sa.String(512)),
+    sa.Column("object_ids", JsonDoc),
+    sa.Column("rev", sa.String(64)),
+    sa.Column("allowed", sa.Boolean, nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("grant_ids", JsonDoc),
+    sa.Index(None, "owner_id", "id"),
+    sa.Index(None, "owner_id", "at_us"),
+)
