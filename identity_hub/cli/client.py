@@ -24,8 +24,9 @@ def _options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _session(ctx: click.Context, hub_url: str, key_file: str, hub_did: str | None,
-             body: Callable[[Any], Awaitable[Any]]) -> Any:
+def client_session(ctx: click.Context, hub_url: str, key_file: str, hub_did: str | None,
+                   body: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run `body(client)` with a HubClient for the key file; turn failures into clear errors."""
     from identity_hub.client import HubClient, HubClientError, HubErrorResponse
     from identity_hub.did import DidResolver, ResolverConfig
 
@@ -75,7 +76,7 @@ def write(ctx: click.Context, hub_url: str, key_file: str, hub_did: str | None,
             return await c.update(object_id, payload, sub=sub, interface=interface)
         return await c.create(payload, sub=sub, interface=interface)
 
-    out = _session(ctx, hub_url, key_file, hub_did, body)
+    out = client_session(ctx, hub_url, key_file, hub_did, body)
     click.echo(out if isinstance(out, str) else out[0])
 
 
@@ -92,7 +93,7 @@ def get(ctx: click.Context, hub_url: str, key_file: str, hub_did: str | None, su
         return await c.query_objects(sub=sub, interface=interface, object_ids=[object_id],
                                      include_data=True)
 
-    found = _session(ctx, hub_url, key_file, hub_did, body)
+    found = client_session(ctx, hub_url, key_file, hub_did, body)
     if not found:
         fail(f"no object {object_id}")
     echo_json(found[0])
@@ -116,7 +117,7 @@ def query(ctx: click.Context, hub_url: str, key_file: str, hub_did: str | None,
         return await c.query_objects(sub=sub, interface=interface, context=context_,
                                      type_=type_, include_data=include_data)
 
-    echo_json(_session(ctx, hub_url, key_file, hub_did, body))
+    echo_json(client_session(ctx, hub_url, key_file, hub_did, body))
 
 
 @client.command("delete")
@@ -134,7 +135,7 @@ def delete(ctx: click.Context, hub_url: str, key_file: str, hub_did: str | None,
         return await c.delete(object_id, context=context_, type_=type_, sub=sub,
                               interface=interface)
 
-    revisions = _session(ctx, hub_url, key_file, hub_did, body)
+    revisions = client_session(ctx, hub_url, key_file, hub_did, body)
     click.echo(f"deleted {object_id} ({len(revisions)} revisions)")
 
 
@@ -149,4 +150,4 @@ def commits(ctx: click.Context, hub_url: str, key_file: str, hub_did: str | None
     async def body(c: Any) -> Any:
         return await c.query_commits(sub=sub, object_ids=list(object_ids) or None)
 
-    echo_json(_session(ctx, hub_url, key_file, hub_did, body))
+    echo_json(client_session(ctx, hub_url, key_file, hub_did, body))

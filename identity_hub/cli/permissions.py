@@ -4,12 +4,13 @@ the owner) and `audit` (an administrator reading the hub's database)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from identity_hub.cli import echo_json, fail, main, run, settings_of
+from identity_hub.cli.client import client_session
 
 logger = logging.getLogger(__name__)
 
@@ -46,30 +47,6 @@ def _iso(value: str | None, name: str) -> str | None:
     return None if us is None else format_time(us)
 
 
-def _owner_session(ctx: click.Context, hub_url: str, key_file: str, hub_did: str | None,
-                   body: Callable[[Any], Awaitable[Any]]) -> Any:
-    from identity_hub.client import HubClient, HubClientError, HubErrorResponse
-    from identity_hub.did import DidResolver, ResolverConfig
-
-    settings = settings_of(ctx)
-
-    async def go() -> Any:
-        resolver = DidResolver(ResolverConfig.from_settings(settings))
-        client = HubClient.from_key_file(hub_url, key_file, hub_did=hub_did, resolver=resolver)
-        try:
-            return await body(client)
-        finally:
-            await client.aclose()
-            await resolver.aclose()
-
-    try:
-        return run(go())
-    except HubErrorResponse as exc:
-        fail(f"the hub refused: {exc}")
-    except (HubClientError, ValueError, OSError) as exc:
-        fail(str(exc))
-
-
 @main.command("grant")
 @_as_owner
 @click.option("--grantee", required=True, metavar="DID", help="Who receives the rights.")
@@ -101,7 +78,7 @@ def grant(ctx: click.Context, hub_url: str, key_file: str, hub_did: str | None, 
                              object_ids=list(object_ids) or None, created_by=created_by,
                              **times)
 
-    click.echo(_owner_session(ctx, hub_url, key_file, hub_did, body))
+    click.echo(client_session(ctx, hub_url, key_file, hub_did, body))
 
 
 @main.command("revoke")
@@ -115,7 +92,7 @@ def revoke(ctx: click.Context, grant_id: str, hub_url: str, key_file: str,
     async def body(c: Any) -> Any:
         return await c.revoke(grant_id)
 
-    _owner_session(ctx, hub_url, key_file, hub_did, body)
+    client_session(ctx, hub_url, key_file, hub_did, body)
     click.echo(f"revoked {grant_id}")
 
 
@@ -140,7 +117,7 @@ def grants(ctx: click.Context, hub_url: str, key_file: str, hub_did: str | None,
     async def body(c: Any) -> Any:
         return await c.grants()
 
-    found = _owner_session(ctx, hub_url, key_file, hub_did, body)
+    found = client_session(ctx, hub_url, key_file, hub_did, body)
     if as_json:
         echo_json(found)
         return
