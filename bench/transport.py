@@ -1,7 +1,7 @@
 """The encrypted transport on PostgreSQL (issue #4): the hub's CPU per authenticated write, the
 ceiling its own crypto allows, and writes/s over real HTTP with 1 and 32 connections.
 
-    .venv/bin/python bench/transport.py [--runs 3] [--quick] [--profile]
+    .venv/bin/python bench/transport.py [--runs N] [--quick] [--profile] [--no-http]
 
 Requesters: Ed25519/X25519 (did:key; request EdDSA, ECDH-ES + A256GCM to the hub's X25519 key)
 and RSA-2048 (a 2019-style DID document served by a universal resolver on 127.0.0.1; request
@@ -17,8 +17,8 @@ encrypted) before the timed loop.
     commit); the whole envelope (auth/envelope.py: open_request, verify_token, seal_response,
     with the resolver's cache) without the database;
 (c) writes/s over HTTP: `python -m identity_hub serve` in a subprocess, an aiohttp client here
-    with 1 and 32 connections (one requester DID, and tenant, per connection), plus the server
-    process's CPU per write.
+    with 1 and 32 connections (one requester DID, and tenant, per connection: the hub limits
+    each requester to 16 requests in flight), plus the server process's CPU per write.
 Where hub CPU misses the target (1 ms Ed25519/X25519, 3.5 ms RSA) — or with --profile — a cProfile
 of Pipeline.handle is printed. Figures are medians over --runs runs.
 """
@@ -286,6 +286,17 @@ async def in_process(pg: S.Postgres, identity_dir: pathlib.Path, ur: UniversalRe
                 reqs[family] = (req, token)
 
             before = await count_commits(rt.db)
+            counts = {"statements": 0, "checkouts": 0}
+
+            def on_statement(*_args: Any) -> None:
+                counts["statements"] += 1
+
+            def on_checkout(*_args: Any) -> None:
+                counts["checkouts"] += 1
+
+            engine = rt.db.engine.sync_engine
+            sa.event.listen(engine, "before_cursor_execute", on_statement)
+            sa.event.listen(engine.pool, "checkout", on_checkout)
             samples: dict[str, dict[str, list[float]]] = {
                 f: {"pipeline": [], "wall": [], "pg": []} for f in FAMILIES}
             last: dict[str, bytes] = {}
@@ -308,8 +319,11 @@ async def in_process(pg: S.Postgres, identity_dir: pathlib.Path, ur: UniversalRe
             if stored != cfg.runs * cfg.writes * len(FAMILIES):
                 raise SystemExit(f"{stored} commits stored, "
                                  f"{cfg.runs * cfg.writes * len(FAMILIES)} sent")
+            sa.event.remove(engine, "before_cursor_execute", on_statement)
+            sa.event.remove(engine.pool, "checkout", on_checkout)
             for family, fig in samples.items():
                 out[family].update({k: S.median(v) for k, v in fig.items() if v})
+                out[family].update({k: v / stored for k, v in counts.items()})
 
             # (b) the ceilings, all variants of both families taking turns
             fns: dict[str, Callable[[], Any]] = {}
@@ -516,6 +530,8 @@ def report(cpu: dict[str, dict[str, float]], http: dict[tuple[str, int], dict[st
         ["    PostgreSQL server CPU per write (not incl.)"] + [ms(cpu[f].get("pg"))
                                                               for f in fams],
         ["    wall time per write, sequential"] + [ms(cpu[f]["wall"]) for f in fams],
+        ["    SQL statements / pool checkouts per write"]
+        + [f"{cpu[f]['statements']:.1f} / {cpu[f]['checkouts']:.1f}" for f in fams],
     ]
     print()
     print(S.table(["process CPU ms per write"] + [LABEL[f] for f in fams], rows,
@@ -571,7 +587,8 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=0, help="runs per figure (default 3)")
+    parser.add_argument("--runs", type=int, default=0,
+                        help="runs per figure (default 5 in process, 3 over HTTP)")
     parser.add_argument("--quick", action="store_true", help="a fast smoke run")
     parser.add_argument("--profile", action="store_true",
                         help="print the cProfile of Pipeline.handle even when on target")
