@@ -20,7 +20,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Self
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -125,6 +125,63 @@ def postgres() -> Iterator[Postgres]:
     finally:
         server.cleanup()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# --- counting statements -----------------------------------------------------------------------
+
+class StatementCounter:
+    """Counts what a database is sent while active: SQLAlchemy's statements and the statements
+    identity_hub.storage.driver runs on the driver connection (one per round trip: a BEGIN sent
+    with the nonce insert counts once on PostgreSQL), and pool checkouts.
+
+        with StatementCounter(db.engine) as counter: ...
+        counter.statements, counter.checkouts
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine.sync_engine
+        self.statements = 0
+        self.checkouts = 0
+        self._patched: list[tuple[type, str, Any]] = []
+
+    def _on_statement(self, *_args: Any) -> None:
+        self.statements += 1
+
+    def _on_checkout(self, *_args: Any) -> None:
+        self.checkouts += 1
+
+    def _wrap(self, cls: type, name: str) -> None:
+        original = cls.__dict__[name]
+        counter = self
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            counter.statements += 1
+            return await original(*args, **kwargs)
+
+        self._patched.append((cls, name, original))
+        setattr(cls, name, counted)
+
+    def __enter__(self) -> Self:
+        import sqlalchemy as sa
+
+        from identity_hub.storage import driver
+
+        sa.event.listen(self.engine, "before_cursor_execute", self._on_statement)
+        sa.event.listen(self.engine.pool, "checkout", self._on_checkout)
+        for name in ("fetch", "fetchrow", "control", "begin_insert"):
+            self._wrap(driver.AsyncpgDriver, name)
+        for name in ("fetch", "control"):  # its fetchrow and begin_insert call these
+            self._wrap(driver.SqliteDriver, name)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        import sqlalchemy as sa
+
+        sa.event.remove(self.engine, "before_cursor_execute", self._on_statement)
+        sa.event.remove(self.engine.pool, "checkout", self._on_checkout)
+        for cls, name, original in reversed(self._patched):
+            setattr(cls, name, original)
+        self._patched.clear()
 
 
 # --- hub identity --------------------------------------------------------------------------------

@@ -286,17 +286,7 @@ async def in_process(pg: S.Postgres, identity_dir: pathlib.Path, ur: UniversalRe
                 reqs[family] = (req, token)
 
             before = await count_commits(rt.db)
-            counts = {"statements": 0, "checkouts": 0}
-
-            def on_statement(*_args: Any) -> None:
-                counts["statements"] += 1
-
-            def on_checkout(*_args: Any) -> None:
-                counts["checkouts"] += 1
-
-            engine = rt.db.engine.sync_engine
-            sa.event.listen(engine, "before_cursor_execute", on_statement)
-            sa.event.listen(engine.pool, "checkout", on_checkout)
+            counter = S.StatementCounter(rt.db.engine).__enter__()
             samples: dict[str, dict[str, list[float]]] = {
                 f: {"pipeline": [], "wall": [], "pg": []} for f in FAMILIES}
             last: dict[str, bytes] = {}
@@ -319,8 +309,8 @@ async def in_process(pg: S.Postgres, identity_dir: pathlib.Path, ur: UniversalRe
             if stored != cfg.runs * cfg.writes * len(FAMILIES):
                 raise SystemExit(f"{stored} commits stored, "
                                  f"{cfg.runs * cfg.writes * len(FAMILIES)} sent")
-            sa.event.remove(engine, "before_cursor_execute", on_statement)
-            sa.event.remove(engine.pool, "checkout", on_checkout)
+            counter.__exit__()
+            counts = {"statements": counter.statements, "checkouts": counter.checkouts}
             for family, fig in samples.items():
                 out[family].update({k: S.median(v) for k, v in fig.items() if v})
                 out[family].update({k: v / stored for k, v in counts.items()})
@@ -530,7 +520,7 @@ def report(cpu: dict[str, dict[str, float]], http: dict[tuple[str, int], dict[st
         ["    PostgreSQL server CPU per write (not incl.)"] + [ms(cpu[f].get("pg"))
                                                               for f in fams],
         ["    wall time per write, sequential"] + [ms(cpu[f]["wall"]) for f in fams],
-        ["    SQL statements / pool checkouts per write"]
+        ["    DB round trips / pool checkouts per write"]
         + [f"{cpu[f]['statements']:.1f} / {cpu[f]['checkouts']:.1f}" for f in fams],
     ]
     print()

@@ -10,9 +10,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from identity_hub import appkeys
+from identity_hub.core import ROUTES
 from identity_hub.runtime import open_runtime
 from identity_hub.settings import Settings
 from identity_hub.storage import store
+from identity_hub.sync.routes import SYNC_ROUTES
+from identity_hub.sync.service import SyncConfig
+from identity_hub.sync.wiring import attach_write_hints, running_sync
 from identity_hub.transport.http import endpoint
 from identity_hub.transport.pipeline import Pipeline
 
@@ -86,7 +90,20 @@ def create_app(settings: Settings) -> web.Application:
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
 
+    async def sync_ctx(app: web.Application) -> AsyncIterator[None]:
+        """Replication with the owners' peer hubs (docs/replication.md)."""
+        runtime = app[appkeys.RUNTIME]
+        for name, handler in SYNC_ROUTES.items():  # the sync request types
+            ROUTES.setdefault(name, handler)
+        config = SyncConfig(interval=settings.sync_interval_seconds)
+        async with running_sync(runtime.hub.commits, runtime.resolver, settings,
+                                runtime.identity, config) as service:
+            attach_write_hints(runtime.hub.commits, service)
+            app[appkeys.SYNC] = service
+            yield
+
     app.cleanup_ctx.append(runtime_ctx)
+    app.cleanup_ctx.append(sync_ctx)
     for path in settings.paths:
         app.router.add_post(path, endpoint)
     app.router.add_get("/healthz", healthz)

@@ -79,15 +79,27 @@ class Hub:
         return await store.is_tenant(self.db, sub)
 
     async def handle(self, requester: str, request: Any) -> dict[str, Any]:
-        """Answer one authenticated request; never raises except AuthenticationFailed."""
+        """Answer one authenticated request; never raises except AuthenticationFailed.
+
+        The request's database work is one unit of work (storage/unit.py), joined with the
+        caller's when there is one (the transport's, which holds the request's nonce); it is
+        committed before this returns, or before the caller's unit ends.
+        """
         try:
-            return await self._handle(requester, request)
+            async with self.db.unit():
+                try:
+                    return await self._handle(requester, request)
+                except AuthenticationFailed:
+                    raise
+                except HubError as exc:
+                    return exc.to_response()
+                except Exception:
+                    logger.exception("unexpected error handling a request")
+                    return ServerError().to_response()
         except AuthenticationFailed:
             raise
-        except HubError as exc:
-            return exc.to_response()
-        except Exception:
-            logger.exception("unexpected error handling a request")
+        except Exception:  # the unit's commit failed: the request's work was rolled back
+            logger.exception("could not commit a request's work")
             return ServerError().to_response()
 
     async def _handle(self, requester: str, request: Any) -> dict[str, Any]:
@@ -144,5 +156,7 @@ class Hub:
         try:
             await audit.record(self.db, ctx.sub, ctx.requester, record, allowed=False,
                                outcome=outcome)
+        except AuthenticationFailed:
+            raise  # a replayed request (storage/unit.py): nothing of it is kept
         except Exception:
             logger.exception("could not record a refused request in the audit log")

@@ -50,6 +50,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("clock_skew_seconds", int, 300, "How far a commit's committed_at may lie from the "
             "hub's clock."),
     Setting("page_size", int, 100, "Most objects or commits in one query page."),
+    Setting("sync_interval_seconds", float, 60.0, "Anti-entropy: how often each replication "
+            "peer is pulled even without a hint (docs/replication.md)."),
     Setting("universal_resolver", str, None, "Base URL of a DID universal resolver "
             "(GET {base}/1.0/identifiers/{did}); off when unset."),
     Setting("did_web", bool, False, "Resolve did:web DIDs over HTTPS (off: nothing leaves the "
@@ -106,6 +108,7 @@ class Settings:
     open_tenancy: bool = False
     clock_skew_seconds: int = 300
     page_size: int = 100
+    sync_interval_seconds: float = 60.0
     universal_resolver: str | None = None
     did_web: bool = False
     allow_hosts: str = ""

@@ -12,6 +12,7 @@ from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from identity_hub.storage.tables import metadata
+from identity_hub.sync import tables as _sync_tables  # noqa: F401  (registers its tables)
 
 config = context.config
 

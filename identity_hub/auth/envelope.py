@@ -41,12 +41,39 @@ RESPONSE_SIGNER = {
 }
 
 
+TOKEN_CACHE_SIZE = 4096
+
+
 class KeyRing:
-    """The hub's private keys as `cryptography` objects, converted once and cached by kid."""
+    """The hub's private keys as `cryptography` objects, converted once and cached by kid; and
+    the access tokens they verified (a client presents one token with many requests)."""
 
     def __init__(self, identity: HubIdentity) -> None:
         self.identity = identity
         self._cache: dict[str, tuple[str, Any]] = {}
+        self._public: dict[str, Any] = {}
+        # token -> (sub, aud, exp in µs) of tokens whose signature verified, oldest first
+        self._tokens: dict[str, tuple[Any, Any, int]] = {}
+
+    def public(self, kid: str) -> tuple[str, Any] | None:
+        """(family, public key) of a hub key (deriving an Ed25519 public key costs a scalar
+        multiplication: done once)."""
+        pair = self.private(kid)
+        if pair is None:
+            return None
+        public = self._public.get(kid)
+        if public is None:
+            public = self._public[kid] = pair[1].public_key()
+        return pair[0], public
+
+    def verified_token(self, token: str) -> tuple[Any, Any, int] | None:
+        """(sub, aud, exp) of a token this ring verified before."""
+        return self._tokens.get(token)
+
+    def remember_token(self, token: str, sub: Any, aud: Any, expires_us: int) -> None:
+        if len(self._tokens) >= TOKEN_CACHE_SIZE:
+            del self._tokens[next(iter(self._tokens))]
+        self._tokens[token] = (sub, aud, expires_us)
 
     def private(self, kid: str) -> tuple[str, Any] | None:
         hit = self._cache.get(kid)
@@ -168,26 +195,35 @@ def verify_token(token: str, keys: KeyRing, requester: str, hub_did: str) -> Non
     """Raises:
         AuthenticationFailed: bad signature, not a hub key, another requester or hub, expired.
     """
+    known = keys.verified_token(token)
+    if known is None:
+        known = _verify_token_signature(token, keys)
+        keys.remember_token(token, *known)
+    sub, aud, expires = known
+    if sub != requester or aud != hub_did:
+        raise _fail("token for another requester or hub")
+    if time.time_ns() // 1000 > expires:
+        raise _fail("token expired")
+
+
+def _verify_token_signature(token: str, keys: KeyRing) -> tuple[Any, Any, int]:
     try:
         parsed: ParsedJws = crypto.parse_compact_jws(token)
         kid = parsed.header.get("kid")
-        pair = keys.private(kid) if isinstance(kid, str) else None
+        pair = keys.public(kid) if isinstance(kid, str) else None
         if pair is None:
             raise _fail("token kid is not a hub key")
-        crypto.verify_jws(parsed, pair[0], pair[1].public_key())
+        crypto.verify_jws(parsed, pair[0], pair[1])
         claims = crypto.strict_json_loads(parsed.payload, "token")
     except JoseError as exc:
         raise _fail(f"token: {exc}") from None
     if not isinstance(claims, dict):
         raise _fail("token claims")
-    if claims.get("sub") != requester or claims.get("aud") != hub_did:
-        raise _fail("token for another requester or hub")
     try:
         expires = parse_time(claims.get("exp"))  # type: ignore[arg-type]
     except (ValueError, TypeError):
         raise _fail("token exp") from None
-    if time.time_ns() // 1000 > expires:
-        raise _fail("token expired")
+    return claims.get("sub"), claims.get("aud"), expires
 
 
 # --- responses -----------------------------------------------------------------------------------

@@ -83,6 +83,7 @@ def echo_json(value: Any) -> None:
 
 from identity_hub.cli import hub as _hub  # noqa: E402  (registers the commands)
 from identity_hub.cli import permissions as _permissions  # noqa: E402  (grant, revoke, …)
+from identity_hub.cli import sync as _sync  # noqa: E402  (peers, sync)
 from identity_hub.cli.client import client as _client_group  # noqa: E402
 from identity_hub.cli.did import did as _did_group  # noqa: E402
 from identity_hub.cli.did import keys as _keys_group  # noqa: E402
@@ -90,4 +91,4 @@ from identity_hub.cli.did import keys as _keys_group  # noqa: E402
 main.add_command(_did_group)
 main.add_command(_keys_group)
 main.add_command(_client_group)
-del _hub, _permissions
+del _hub, _permissions, _sync

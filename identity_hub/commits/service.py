@@ -1,10 +1,12 @@
 """Store a commit and fold it into its object, in one transaction.
 
-The write path: take the owner's lock, drop a commit already held (idempotent), run the caller's
-precondition against the current object (e.g. update of an unknown object is `not_found`), append
-the commit to the log, fold it into the object (incrementally when possible), and return every
-revision of the object. The transaction commits before the caller answers: an acknowledged write
-is durable.
+The write path: take the owner's lock, append the commit to the log (a commit already held is
+dropped: idempotent), run the caller's precondition against the object as it was before (e.g.
+update of an unknown object is `not_found`; a refusal rolls everything back), fold the commit
+into the object (incrementally when possible), and return every revision of the object. The
+statements are few and combined where the database allows (storage/store.py): a create of a new
+object is one. The transaction commits before the caller answers: an acknowledged write is
+durable.
 """
 
 from __future__ import annotations
@@ -76,9 +78,10 @@ class CommitService:
         self.db = db
         self.crdt = crdt
 
-    async def write(self, owner: str, commit: Commit, check: Precondition | None = None
-                    ) -> WriteResult:
-        """Store `commit` for `owner` and fold it.
+    async def write(self, owner: str, commit: Commit, check: Precondition | None = None, *,
+                    payload: dict[str, Any] | None = None) -> WriteResult:
+        """Store `commit` for `owner` and fold it (`payload`: the commit's payload, when the
+        caller has decoded it already).
 
         Raises:
             HubError: whatever `check` raises; nothing is stored then.
@@ -88,39 +91,68 @@ class CommitService:
                              target="commit.protected.commit_strategy")
         try:
             async with self.db.transaction() as conn:
-                oid, seq = await store.lock_owner(self.db, conn, owner)
-                if await store.commit_exists(conn, oid, commit.rev):
+                view = view_of(commit)
+                # `row` is the object as it was before this commit: the check judges that (what
+                # is written before it is undone with everything else if the check refuses).
+                if commit.operation == "create" and commit.commit_strategy != "automerge":
+                    # A create is its object's first commit but in replication: its object row
+                    # (the fold of the create alone) goes with it, unless the object has one.
+                    alone = basic.fold(commit.object_id, [view])
+                    oid, seq, stored, first = await store.append_first_commit(
+                        self.db, conn, owner, store.commit_row(commit), alone,
+                        payload if payload is not None else payload_data(view))
+                    row = None if first or not stored else await store.load_object(
+                        conn, oid, commit.object_id)
+                else:
+                    oid, seq = await store.lock_owner(self.db, conn, owner)
+                    stored, row = await store.append_commit(conn, oid, seq,
+                                                            store.commit_row(commit))
+                    first = False
+                if not stored:
                     raise _AlreadyHeld(await store.object_revisions(conn, oid, commit.object_id))
-                row = await store.load_object(conn, oid, commit.object_id)
                 if check is not None:
                     await check(conn, oid, row)
-                await store.insert_commit(conn, oid, seq, store.commit_row(commit))
-                await self._fold(conn, oid, seq, row, view_of(commit))
+                revisions = None if first else await self._fold(conn, oid, seq, row, view,
+                                                                 payload)
                 await grant_index.after_commit_stored(conn, oid, commit.object_id,
                                                       commit.interface)
-                revisions = await store.object_revisions(conn, oid, commit.object_id)
+                if row is None:  # the object's first commit (every commit has an object row)
+                    revisions = [commit.rev]
+                elif revisions is None:
+                    revisions = await store.object_revisions(conn, oid, commit.object_id)
         except _AlreadyHeld as held:
             return WriteResult(held.revisions, False, commit.object_id)
         return WriteResult(revisions, True, commit.object_id)
 
     async def _fold(self, conn: AsyncConnection, oid: int, seq: int, row: Any,
-                    view: CommitView) -> None:
+                    view: CommitView, payload: dict[str, Any] | None) -> list[str] | None:
+        """Fold the commit just stored into its object; the object's revisions when the
+        statement that saved it read them too (else None)."""
         if view.commit_strategy == "automerge":
             await self.refold_object(conn, oid, view.object_id, new=view,
                                      create_seq=seq if view.operation == "create" else None)
-            return
-        if row is not None and row.has_create:
+            return None
+        create_seq = seq if view.operation == "create" else None
+        if row is None:  # no commit of this object before: its fold is this commit alone
+            state = basic.fold(view.object_id, [view])
+            data = None
+            if state.winner is not None:
+                data = payload if payload is not None else payload_data(state.winner)
+            await store.save_object(self.db, conn, oid, state, create_seq=create_seq,
+                                    data=data, data_changed=True, exists=False)
+            return None
+        if row.has_create:
             state = store.state_from_row(row)
             new_state = basic.apply(state, view)
             if new_state is not None:
                 changed = new_state.winner is view
-                await store.save_object(
-                    self.db, conn, oid, new_state, create_seq=None,
-                    data=payload_data(view) if changed else None, data_changed=changed,
-                )
-                return
-        await self.refold_object(conn, oid, view.object_id, create_seq=seq
-                                 if view.operation == "create" else None)
+                data = None
+                if changed:
+                    data = payload if payload is not None else payload_data(view)
+                return await store.update_object(conn, oid, new_state, data=data,
+                                                 data_changed=changed)
+        await self.refold_object(conn, oid, view.object_id, create_seq=create_seq)
+        return None
 
     async def refold_object(self, conn: AsyncConnection, oid: int, object_id: str, *,
                             create_seq: int | None = None, new: CommitView | None = None

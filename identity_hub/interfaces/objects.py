@@ -33,10 +33,11 @@ logger = logging.getLogger(__name__)
 OBJECT_INTERFACES = ("Collections", "Profile", "Permissions")
 
 
-def _check_payload(ctx: RequestContext, commit: Commit) -> None:
-    """A create/update payload is a JSON-LD object matching the commit's context and type."""
+def _check_payload(ctx: RequestContext, commit: Commit) -> dict[str, Any] | None:
+    """A create/update payload is a JSON-LD object matching the commit's context and type.
+    Returns it decoded (None for deletes and automerge commits)."""
     if commit.operation == "delete" or commit.commit_strategy == "automerge":
-        return  # automerge bytes are checked by the commit service, merged with their object
+        return None  # automerge bytes are checked by the commit service, merged with their object
     payload = commit.payload_json(ctx.hub.settings.max_json_depth)
     if not isinstance(payload, dict):
         raise BadRequest("The payload must be a JSON object", target="commit.payload")
@@ -50,10 +51,12 @@ def _check_payload(ctx: RequestContext, commit: Commit) -> None:
         if terms.owner != commit.sub:
             raise BadRequest("A PermissionGrant's owner must be the hub owner",
                              target="commit.payload.owner")
+    return payload
 
 
-def check_commit_shape(ctx: RequestContext, commit: Commit) -> None:
+def check_commit_shape(ctx: RequestContext, commit: Commit) -> dict[str, Any] | None:
     """Rules that need no database: interface-specific headers, payload, clock skew.
+    Returns the payload decoded, when the rules decoded it.
 
     Raises:
         BadRequest, NotImplementedByHub
@@ -68,7 +71,7 @@ def check_commit_shape(ctx: RequestContext, commit: Commit) -> None:
             raise BadRequest("Permissions commits must use the basic strategy",
                              target="commit.protected.commit_strategy")
     check_committed_at(commit.committed_at_us, ctx.hub.settings.clock_skew_seconds)
-    _check_payload(ctx, commit)
+    return _check_payload(ctx, commit)
 
 
 def _check_grant_change(commit: Commit, row: Any, max_depth: int) -> None:
@@ -110,7 +113,7 @@ def _precondition(ctx: RequestContext, commit: Commit) -> Any:
         if commit.operation == "create":
             if commit.interface == "Profile":
                 existing = await store.find_live_object(conn, oid, "Profile", commit.context,
-                                                        commit.type)
+                                                        commit.type, other_than=commit.object_id)
                 if existing is not None:
                     raise BadRequest(
                         "Profile already exists. Please issue update for object_id: "
@@ -149,9 +152,10 @@ async def handle_write(ctx: RequestContext) -> dict[str, Any]:
         raise BadRequest("The commit's sub must be the request's sub",
                          target="commit.protected.sub")
     ctx.hub.authorizer.check_write_shape(ctx, commit)
-    check_commit_shape(ctx, commit)
+    payload = check_commit_shape(ctx, commit)
     await verify_commit(commit, ctx.hub.resolver)
-    result = await ctx.hub.commits.write(ctx.sub, commit, _precondition(ctx, commit))
+    result = await ctx.hub.commits.write(ctx.sub, commit, _precondition(ctx, commit),
+                                         payload=payload)
     if ctx.audit is not None:
         if result.stored:
             ctx.audit.recorded = True  # appended in the write's own transaction

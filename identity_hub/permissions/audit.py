@@ -60,8 +60,7 @@ class AuditRecord:
 async def append(conn: AsyncConnection, oid: int, requester: str, record: AuditRecord, *,
                  allowed: bool = True, outcome: str = "ok") -> None:
     """Add the entry inside the caller's transaction (the one performing the access)."""
-    await conn.execute(sa.insert(audit_log).values(**record.values(oid, requester, allowed,
-                                                                  outcome)))
+    await store.append_audit(conn, record.values(oid, requester, allowed, outcome))
 
 
 async def record(db: Database, owner: str, requester: str, rec: AuditRecord, *,

@@ -12,6 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from identity_hub.storage.engine import transactional
+
 logger = logging.getLogger(__name__)
 
 
@@ -48,7 +50,7 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Migrate the database behind `engine` up to `revision` (a new database gets the schema)."""
     cfg = alembic_config(str(engine.url))
-    async with engine.begin() as conn:
+    async with transactional(engine).begin() as conn:
         cfg.attributes["connection"] = conn
 
         def _run(sync_conn: object) -> None:
@@ -60,7 +62,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:
     cfg = alembic_config(str(engine.url))
-    async with engine.begin() as conn:
+    async with transactional(engine).begin() as conn:
 
         def _run(sync_conn: object) -> None:
             cfg.attributes["connection"] = sync_conn

@@ -1,30 +1,81 @@
 """All SQL the hub runs, as functions of a connection, for both dialects.
 
-Write functions run inside `Database.transaction()`; `lock_owner` must be the first statement of a
-write transaction: it takes the owner's row lock (PostgreSQL) or the database write lock (SQLite)
-before anything is read, so that each owner's writes serialize and `seq` follows commit order.
+Write functions run inside `Database.transaction()`; `lock_owner` must be the first statement of
+a commit's write: it takes the owner's row lock (PostgreSQL; SQLite's writing transactions hold
+the database write lock from their start) before the object is read, so that each owner's writes
+serialize and `seq` follows commit order.
+
+The statements of the request path (owners, tenants, and `storage/writes.py`: the write of a
+commit and its object) are plain SQL run on the driver connection (`storage/driver.py`); the
+rest is SQLAlchemy Core.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from identity_hub.commits.fold.basic import CommitView, ObjectState
-from identity_hub.errors import BadRequest
-from identity_hub.protocol.jsonutil import dumps
+from identity_hub.commits.fold.basic import CommitView
+from identity_hub.errors import AuthenticationFailed, BadRequest
+from identity_hub.storage.driver import Sql, driver_of, json_param
 from identity_hub.storage.engine import Database
-from identity_hub.storage.tables import commits, nonces, objects, owners, tenants
+from identity_hub.storage.tables import audit_log, commits, nonces, objects, owners, tenants
+from identity_hub.storage.writes import (
+    _OWNER_ADD,
+    _OWNER_ID,
+    COMMIT_COLUMNS,
+    ObjectRow,
+    append_commit,
+    append_first_commit,
+    commit_row,
+    load_object,
+    lock_owner,
+    now_us,
+    object_revisions,
+    save_object,
+    state_from_row,
+    update_object,
+)
 
-
-def now_us() -> int:
-    return time.time_ns() // 1000
+__all__ = [  # with what storage/writes.py holds: callers use store.X
+    "COMMIT_COLUMNS",
+    "ObjectRow",
+    "add_tenant",
+    "all_object_ids",
+    "all_owners",
+    "append_audit",
+    "append_commit",
+    "append_first_commit",
+    "commit_row",
+    "commit_wire",
+    "decode_skip_token",
+    "encode_skip_token",
+    "ensure_owner",
+    "find_live_object",
+    "is_tenant",
+    "list_tenants",
+    "load_object",
+    "lock_owner",
+    "lock_owner_only",
+    "now_us",
+    "object_commits_rows",
+    "object_revisions",
+    "owner_id",
+    "purge_nonces",
+    "query_commits",
+    "query_objects",
+    "register_nonce",
+    "remove_tenant",
+    "save_object",
+    "state_from_row",
+    "update_object",
+    "view_from_row",
+]
 
 
 # --- skip tokens -------------------------------------------------------------------------------
@@ -54,25 +105,12 @@ def decode_skip_token(kind: str, token: str | None, target: str) -> int:
 
 # --- owners and tenants ------------------------------------------------------------------------
 
+_IS_TENANT = Sql("SELECT 1 FROM tenants WHERE did = $1")
+
+
 async def owner_id(conn: AsyncConnection, did: str) -> int | None:
-    return (await conn.execute(sa.select(owners.c.id).where(owners.c.did == did))).scalar()
-
-
-async def lock_owner(db: Database, conn: AsyncConnection, did: str) -> tuple[int, int]:
-    """Take the owner's write lock and draw the next sequence number: (owner_id, seq)."""
-    stmt = (
-        sa.update(owners)
-        .where(owners.c.did == did)
-        .values(last_seq=owners.c.last_seq + 1)
-        .returning(owners.c.id, owners.c.last_seq)
-    )
-    row = (await conn.execute(stmt)).first()
-    if row is None:
-        await conn.execute(db.insert_ignore(owners).values(did=did, last_seq=0)
-                           .on_conflict_do_nothing())
-        row = (await conn.execute(stmt)).first()
-    assert row is not None
-    return int(row[0]), int(row[1])
+    row = await driver_of(conn).fetchrow(_OWNER_ID, did)
+    return None if row is None else int(row[0])
 
 
 async def ensure_owner(db: Database, conn: AsyncConnection, did: str) -> int:
@@ -80,8 +118,7 @@ async def ensure_owner(db: Database, conn: AsyncConnection, did: str) -> int:
     found = await owner_id(conn, did)
     if found is not None:
         return found
-    await conn.execute(db.insert_ignore(owners).values(did=did, last_seq=0)
-                       .on_conflict_do_nothing())
+    await driver_of(conn).fetch(_OWNER_ADD, did)
     found = await owner_id(conn, did)
     assert found is not None
     return found
@@ -115,21 +152,10 @@ async def list_tenants(db: Database) -> list[str]:
 
 async def is_tenant(db: Database, did: str) -> bool:
     async with db.read() as conn:
-        found = await conn.execute(sa.select(tenants.c.did).where(tenants.c.did == did))
-        return found.first() is not None
+        return await driver_of(conn).fetchrow(_IS_TENANT, did) is not None
 
 
 # --- commits -------------------------------------------------------------------------------------
-
-async def commit_exists(conn: AsyncConnection, oid: int, rev: str) -> bool:
-    q = sa.select(commits.c.id).where(commits.c.owner_id == oid, commits.c.rev == rev)
-    return (await conn.execute(q)).first() is not None
-
-
-async def insert_commit(conn: AsyncConnection, oid: int, seq: int, row: dict[str, Any]) -> None:
-    await conn.execute(sa.insert(commits).values(owner_id=oid, seq=seq,
-                                                 received_at_us=now_us(), **row))
-
 
 def view_from_row(row: Any) -> CommitView:
     return CommitView(
@@ -160,15 +186,6 @@ async def object_commits_rows(conn: AsyncConnection, oid: int, object_id: str) -
         .order_by(commits.c.seq)
     )
     return list(await conn.execute(q))
-
-
-async def object_revisions(conn: AsyncConnection, oid: int, object_id: str) -> list[str]:
-    q = (
-        sa.select(commits.c.rev)
-        .where(commits.c.owner_id == oid, commits.c.object_id == object_id)
-        .order_by(commits.c.seq)
-    )
-    return [r[0] for r in await conn.execute(q)]
 
 
 async def query_commits(
@@ -209,74 +226,12 @@ def commit_wire(row: Any) -> dict[str, Any]:
 
 # --- objects -------------------------------------------------------------------------------------
 
-async def load_object(conn: AsyncConnection, oid: int, object_id: str) -> Any:
-    q = sa.select(objects).where(objects.c.owner_id == oid, objects.c.object_id == object_id)
-    return (await conn.execute(q)).first()
-
-
-def state_from_row(row: Any) -> ObjectState:
-    """Rebuild the fold state of an object from its materialized row (no commit is read)."""
-    create = None
-    winner = None
-    if row.has_create:
-        create = CommitView(
-            rev=row.object_id, object_id=row.object_id, operation="create",
-            interface=row.interface, context=row.context, type=row.type,
-            commit_strategy=row.commit_strategy, committed_at=row.created_at,
-            committed_at_us=row.created_at_us, signer=row.created_by, meta=None, payload="",
-        )
-        winner = CommitView(
-            rev=row.win_rev, object_id=row.object_id, operation=row.win_operation,
-            interface=row.interface, context=row.context, type=row.type,
-            commit_strategy=row.commit_strategy, committed_at="",
-            committed_at_us=row.win_committed_at_us, signer="", meta=row.meta, payload="",
-        )
-    return ObjectState(row.object_id, create, winner, row.updated_at_us, row.commit_count)
-
-
-async def save_object(
-    db: Database,
-    conn: AsyncConnection,
-    oid: int,
-    state: ObjectState,
-    *,
-    create_seq: int | None,
-    data: Any,
-    data_changed: bool,
-) -> None:
-    """Insert or update the materialized row of an object."""
-    values: dict[str, Any] = {
-        "has_create": state.create is not None,
-        "updated_at_us": state.updated_at_us,
-        "commit_count": state.commit_count,
-        "deleted": state.deleted,
-    }
-    if state.create is not None:
-        c = state.create
-        values.update(interface=c.interface, context=c.context, type=c.type,
-                      commit_strategy=c.commit_strategy, created_by=c.signer,
-                      created_at=c.committed_at, created_at_us=c.committed_at_us)
-        if create_seq is not None:
-            values["create_seq"] = create_seq
-    if state.winner is not None and data_changed:
-        w = state.winner
-        values.update(win_rev=w.rev, win_operation=w.operation,
-                      win_committed_at_us=w.committed_at_us, meta=w.meta, data=data)
-    existing = await load_object(conn, oid, state.object_id)
-    if existing is None:
-        await conn.execute(sa.insert(objects).values(owner_id=oid, object_id=state.object_id,
-                                                     **values))
-    else:
-        await conn.execute(
-            sa.update(objects)
-            .where(objects.c.owner_id == oid, objects.c.object_id == state.object_id)
-            .values(**values)
-        )
-
-
 async def find_live_object(
-    conn: AsyncConnection, oid: int, interface: str, context: str, type_: str
+    conn: AsyncConnection, oid: int, interface: str, context: str, type_: str, *,
+    other_than: str | None = None,
 ) -> Any:
+    """A live object of the owner with this interface, context and type (other than the object
+    `other_than`), or None."""
     q = (
         sa.select(objects.c.object_id)
         .where(objects.c.owner_id == oid, objects.c.interface == interface,
@@ -284,6 +239,8 @@ async def find_live_object(
                objects.c.has_create.is_(True), objects.c.deleted.is_(False))
         .limit(1)
     )
+    if other_than is not None:
+        q = q.where(objects.c.object_id != other_than)
     return (await conn.execute(q)).first()
 
 
@@ -326,28 +283,33 @@ async def all_owners(conn: AsyncConnection) -> list[tuple[int, str]]:
     return [(r[0], r[1]) for r in await conn.execute(sa.select(owners.c.id, owners.c.did))]
 
 
-def commit_row(c: Any) -> dict[str, Any]:
-    """The `commits` columns of a parsed `Commit`."""
-    return {
-        "rev": c.rev, "object_id": c.object_id, "interface": c.interface, "context": c.context,
-        "type": c.type, "operation": c.operation, "commit_strategy": c.commit_strategy,
-        "committed_at": c.committed_at, "committed_at_us": c.committed_at_us, "signer": c.signer,
-        "protected": c.protected, "payload": c.payload, "signature": c.signature,
-        "header": dumps({k: v for k, v in c.client_header.items()
-                         if k not in ("iss", "rev", "object_id")}),
-    }
+# --- audit log -----------------------------------------------------------------------------------
+
+_AUDIT_COLUMNS = tuple(c.name for c in audit_log.columns if c.name != "id")
+_AUDIT_JSON = frozenset(c.name for c in audit_log.columns if isinstance(c.type, sa.JSON))
+_AUDIT_ADD = Sql(f"INSERT INTO audit_log ({', '.join(_AUDIT_COLUMNS)}) VALUES ("
+                 + ", ".join(f"${i}" for i in range(1, len(_AUDIT_COLUMNS) + 1)) + ")")
+
+
+async def append_audit(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """Add an `audit_log` row (`values`: every column but `id`) in the caller's transaction."""
+    await driver_of(conn).fetch(_AUDIT_ADD, *(
+        json_param(values[name]) if name in _AUDIT_JSON else values[name]
+        for name in _AUDIT_COLUMNS))
 
 
 # --- transport nonces ----------------------------------------------------------------------------
 
 async def register_nonce(db: Database, digest: str, expires_at_us: int) -> bool:
-    """Record a request nonce; False if it was already seen (a replay)."""
-    async with db.transaction() as conn:
-        result = await conn.execute(
-            db.insert_ignore(nonces).values(digest=digest, expires_at_us=expires_at_us)
-            .on_conflict_do_nothing()
-        )
-        return bool(result.rowcount)
+    """Record a request nonce in a transaction of its own; False if it was already seen (a
+    replay). A request's own unit of work records its nonce with the request's work instead
+    (`Database.unit(nonce=...)`)."""
+    try:
+        async with db.unit(nonce=(digest, expires_at_us)):
+            pass
+    except AuthenticationFailed:
+        return False
+    return True
 
 
 async def purge_nonces(db: Database) -> int:

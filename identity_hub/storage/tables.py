@@ -63,7 +63,9 @@ commits = sa.Table(
     sa.Column("received_at_us", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("owner_id", "rev"),
     sa.UniqueConstraint("owner_id", "seq"),
-    sa.Index(None, "owner_id", "object_id", "seq"),
+    # Covers an object's revisions in order (every WriteResponse lists them all): the index
+    # alone answers, without a visit to each commit's row.
+    sa.Index(None, "owner_id", "object_id", "seq", "rev"),
 )
 
 objects = sa.Table(

@@ -17,7 +17,7 @@ from identity_hub.auth.envelope import (
     verify_token,
 )
 from identity_hub.crypto import Limits
-from identity_hub.errors import AuthenticationFailed, HubError, TooManyRequests
+from identity_hub.errors import AuthenticationFailed, HubError, ServerError, TooManyRequests
 from identity_hub.protocol.jsonutil import loads_strict
 from identity_hub.runtime import Runtime
 from identity_hub.storage import store
@@ -48,19 +48,28 @@ class Pipeline:
                 await self._register_nonce(opened)
             else:
                 verify_token(opened.token, self.keys, opened.requester, self.rt.identity.did)
-                await self._register_nonce(opened)
-                payload = await self._dispatch(opened)
+                # The nonce is consumed in the request's own transaction (storage/unit.py): a
+                # replay is refused at the request's first database access, or when it ends.
+                try:
+                    async with self.rt.db.unit(nonce=self._nonce(opened)):
+                        payload = await self._dispatch(opened)
+                except AuthenticationFailed:
+                    raise
+                except Exception:  # the commit failed: nothing of the request was kept
+                    logger.exception("could not commit a request's work")
+                    payload = _dump(ServerError().to_response())
             sealed = await seal_response(payload, opened, self.keys, self.rt.resolver,
                                          settings.compat_2019)
         except AuthenticationFailed:
             return 401, "application/json", AUTH_FAILED_BODY
         return 200, "application/jwt", sealed
 
-    async def _register_nonce(self, opened: OpenedRequest) -> None:
+    def _nonce(self, opened: OpenedRequest) -> tuple[str, int]:
         lifetime_us = self.rt.settings.token_lifetime_seconds * 1_000_000
-        fresh = await store.register_nonce(
-            self.rt.db, nonce_digest(opened.requester, opened.nonce), store.now_us() + lifetime_us)
-        if not fresh:
+        return nonce_digest(opened.requester, opened.nonce), store.now_us() + lifetime_us
+
+    async def _register_nonce(self, opened: OpenedRequest) -> None:
+        if not await store.register_nonce(self.rt.db, *self._nonce(opened)):
             raise AuthenticationFailed("replayed did-requester-nonce")
 
     async def _dispatch(self, opened: OpenedRequest) -> bytes:

@@ -1,0 +1,177 @@
+"""The sync messages, carried like every request (signed by the hub's DID, encrypted).
+
+    SyncPullRequest  {sub, query: {after: seq, limit: n}}
+    SyncPullResponse {commits: [{seq, commit}], last_seq}   # the owner's commits after `after`,
+                                                             # in seq order, at most `limit`
+    SyncHintRequest  {sub, last_seq}  → SyncHintResponse {accepted: bool}
+
+The server side (`handle_sync_pull`, `handle_sync_hint`) runs behind the core API's routing;
+the client side (`pull_request`, `parse_pull_response`) checks a peer's answer before anything
+of it is used: a page that is not exactly what was asked for is refused as a whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from identity_hub.errors import BadRequest, PermissionsRequired, WrongType
+from identity_hub.permissions import audit
+from identity_hub.protocol.commit import COMMIT_MEMBERS
+from identity_hub.storage import store
+from identity_hub.storage.tables import owners
+from identity_hub.sync import trust
+
+if TYPE_CHECKING:
+    from identity_hub.interfaces.base import RequestContext
+    from identity_hub.storage.engine import Database
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_CONTEXT = "https://schema.identity.foundation/0.1"
+PULL_REQUEST = "SyncPullRequest"
+PULL_RESPONSE = "SyncPullResponse"
+HINT_REQUEST = "SyncHintRequest"
+HINT_RESPONSE = "SyncHintResponse"
+DEFAULT_LIMIT = 200
+MAX_LIMIT = 1000
+MAX_COMMIT_CHARS = 4 * 1024 * 1024  # one commit's members together, as received
+
+# Hint receivers by database: the service of the hub whose core API answers the hint.
+_HINT_TARGETS: weakref.WeakKeyDictionary[Any, Callable[[str, str], Awaitable[bool]]] = (
+    weakref.WeakKeyDictionary())
+
+
+class SyncProtocolError(Exception):
+    """A peer's answer is not a valid page of what was asked."""
+
+
+def register_hint_target(db: Database, target: Callable[[str, str], Awaitable[bool]]
+                         ) -> None:
+    """`await target(owner, peer_did)` is called for each SyncHintRequest this hub accepts."""
+    _HINT_TARGETS[db] = target
+
+
+def unregister_hint_target(db: Database) -> None:
+    _HINT_TARGETS.pop(db, None)
+
+
+# --- server side ---------------------------------------------------------------------------------
+
+def _int(value: Any, target: str, *, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise WrongType(target=target)
+    if value < low or (high is not None and value > high):
+        raise BadRequest(f"{target.rsplit('.', 1)[-1]} out of range", target=target)
+    return value
+
+
+async def handle_sync_pull(ctx: RequestContext) -> dict[str, Any]:
+    """SyncPullRequest → SyncPullResponse: a page of the owner's commits, for the owner or a
+    hub it authorized (sync/trust.py); every pull by a hub is in the owner's audit log.
+
+    Raises:
+        BadRequest: a malformed query.
+        PermissionsRequired: the requester holds no HubSync grant of the owner.
+    """
+    query = ctx.request.get("query")
+    if not isinstance(query, dict):
+        raise WrongType(target="query")
+    after = _int(query.get("after", 0), "query.after", low=0)
+    limit = _int(query.get("limit", DEFAULT_LIMIT), "query.limit", low=1, high=MAX_LIMIT)
+    if ctx.audit is not None:
+        ctx.audit.operation, ctx.audit.interface = "read", "Sync"
+    async with ctx.hub.db.transaction() as conn:
+        oid = await store.ensure_owner(ctx.hub.db, conn, ctx.sub)
+        grant_ids = await trust.may_pull(conn, oid, ctx.sub, ctx.requester)
+        if not grant_ids:
+            raise PermissionsRequired("No HubSync grant of the owner names this hub",
+                                      target="sub")
+        rows = await store.query_commits(conn, oid, object_ids=None, revisions=None,
+                                         after=after, limit=limit)
+        last_seq = int((await conn.execute(sa.select(owners.c.last_seq)
+                                           .where(owners.c.id == oid))).scalar_one())
+        if ctx.audit is not None:
+            ctx.audit.grant_ids = grant_ids
+            await audit.append(conn, oid, ctx.requester, ctx.audit)
+    if ctx.audit is not None:
+        ctx.audit.recorded = True
+    return {"@context": PROTOCOL_CONTEXT, "@type": PULL_RESPONSE,
+            "commits": [{"seq": r.seq, "commit": store.commit_wire(r)} for r in rows],
+            "last_seq": last_seq}
+
+
+async def handle_sync_hint(ctx: RequestContext) -> dict[str, Any]:
+    """SyncHintRequest → SyncHintResponse: a configured peer of the owner says it has new
+    commits; this hub pulls from it soon. Anyone else's hint is ignored (accepted: false)."""
+    last_seq = ctx.request.get("last_seq", 0)
+    _int(last_seq, "last_seq", low=0)
+    target = _HINT_TARGETS.get(ctx.hub.db)
+    accepted = bool(target is not None and ctx.requester != ctx.sub
+                    and await target(ctx.sub, ctx.requester))
+    if ctx.audit is not None:
+        ctx.audit.operation, ctx.audit.interface = "hint", "Sync"
+        await audit.record(ctx.hub.db, ctx.sub, ctx.requester, ctx.audit, allowed=accepted,
+                           outcome="ok" if accepted else "ignored")
+    return {"@context": PROTOCOL_CONTEXT, "@type": HINT_RESPONSE, "accepted": accepted}
+
+
+# --- client side ---------------------------------------------------------------------------------
+
+def pull_request(iss: str, aud: str, owner: str, after: int, limit: int) -> dict[str, Any]:
+    return {"@context": PROTOCOL_CONTEXT, "@type": PULL_REQUEST, "iss": iss, "aud": aud,
+            "sub": owner, "query": {"after": after, "limit": limit}}
+
+
+def hint_request(iss: str, aud: str, owner: str, last_seq: int) -> dict[str, Any]:
+    return {"@context": PROTOCOL_CONTEXT, "@type": HINT_REQUEST, "iss": iss, "aud": aud,
+            "sub": owner, "last_seq": last_seq}
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """A checked page: (seq, wire commit) in strictly increasing seq order after the cursor."""
+
+    commits: list[tuple[int, dict[str, Any]]]
+    last_seq: int
+
+
+def parse_pull_response(response: Any, *, after: int, limit: int) -> Page:
+    """Check a peer's SyncPullResponse against the request (`after`, `limit`).
+
+    Raises:
+        SyncProtocolError: anything else than a page of at most `limit` commits with seqs
+        increasing from above `after`, each a JSON object with only commit members, and a
+        `last_seq` at least the last of them.
+    """
+    if not isinstance(response, dict) or response.get("@type") != PULL_RESPONSE:
+        raise SyncProtocolError("not a SyncPullResponse")
+    items = response.get("commits")
+    last_seq = response.get("last_seq")
+    if not isinstance(items, list) or isinstance(last_seq, bool) or not isinstance(last_seq, int):
+        raise SyncProtocolError("a SyncPullResponse needs commits and last_seq")
+    if len(items) > limit:
+        raise SyncProtocolError(f"oversized page: {len(items)} commits for a limit of {limit}")
+    out: list[tuple[int, dict[str, Any]]] = []
+    previous = after
+    for item in items:
+        if not isinstance(item, dict):
+            raise SyncProtocolError("a page item is not an object")
+        seq, commit = item.get("seq"), item.get("commit")
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq <= previous:
+            raise SyncProtocolError("page seqs must increase from the cursor")
+        if not isinstance(commit, dict) or not set(commit) <= COMMIT_MEMBERS:
+            raise SyncProtocolError("a page item's commit is not a commit object")
+        size = sum(len(v) for v in commit.values() if isinstance(v, str))
+        if size > MAX_COMMIT_CHARS:
+            raise SyncProtocolError("a commit in the page is too large")
+        previous = seq
+        out.append((seq, commit))
+    if last_seq < previous:
+        raise SyncProtocolError("last_seq is below the page's last seq")
+    return Page(out, last_seq)

@@ -1,0 +1,183 @@
+"""Verify and store one replicated commit, through the same `CommitService` as local writes.
+
+A replicated commit passes the checks a client's commit passes, judged only by the commit and
+the commits this hub holds, so that every hub decides alike:
+
+* shape (`parse_commit`), `sub` = the owner being synced (never another owner's data), the
+  interface rules, the payload agreeing with the commit's context and type;
+* `committed_at` not beyond the clock skew in the future (an old one is expected);
+* the signature, by the key the `kid` names in the signer's DID document;
+* a signer other than the owner needs a grant in force at `committed_at`
+  (`permissions.index.grants_at`), as for a client's write.
+
+Local-only write rules that depend on arrival order (update of an object not seen yet, the
+Profile singleton, the unrevocable grant window judged against this hub's clock) are not applied:
+the peer applied them when it accepted the commit, and the fold orders what arrives.
+
+A commit refused only for a missing grant is parked (`sync_parked`) and retried when more
+commits arrive; anything else refused is logged and dropped (never stored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from identity_hub.commits.service import CommitService
+from identity_hub.commits.verify import verify_commit
+from identity_hub.did import DidResolver
+from identity_hub.errors import BadRequest, HubError, PermissionsRequired
+from identity_hub.permissions import index
+from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE, parse_grant
+from identity_hub.permissions.scope import GRANTABLE_INTERFACES
+from identity_hub.protocol.commit import Commit, jsonld_matches, parse_commit
+from identity_hub.storage import store
+from identity_hub.storage.writes import now_us
+from identity_hub.sync import peers
+
+logger = logging.getLogger(__name__)
+
+
+class Outcome(enum.StrEnum):
+    STORED = "stored"
+    HELD = "held"  # already held: a no-op
+    PARKED = "parked"  # refused for a missing grant, kept to retry
+    REFUSED = "refused"
+
+
+@dataclasses.dataclass
+class Tally:
+    stored: int = 0
+    held: int = 0
+    parked: int = 0
+    refused: int = 0
+    grants_stored: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        setattr(self, outcome.value, getattr(self, outcome.value) + 1)
+
+
+class _Park(Exception):
+    pass
+
+
+def _covers(grant: Any, object_id: str, row: Any) -> bool:
+    if grant.object_ids is not None and object_id not in grant.object_ids:
+        return False
+    if grant.created_by is None:
+        return True
+    return row is not None and row.has_create and grant.created_by == row.created_by
+
+
+class Receiver:
+    """Applies replicated commits of one hub's owners."""
+
+    def __init__(self, commits: CommitService, resolver: DidResolver, *,
+                 skew_seconds: int = 300, max_json_depth: int = 64) -> None:
+        self.commits = commits
+        self.db = commits.db
+        self.resolver = resolver
+        self.skew_us = skew_seconds * 1_000_000
+        self.max_json_depth = max_json_depth
+
+    async def apply(self, owner: str, wire: Any) -> Outcome:
+        """Verify and store one commit of `owner` (see the module docstring). Never raises a
+        HubError: refusals are logged and returned as an Outcome."""
+        try:
+            commit = parse_commit(wire)
+            if await self._held(owner, commit.rev):  # the usual case of a re-pull: no checks
+                return Outcome.HELD
+            payload = self._check_shape(owner, commit)
+            await verify_commit(commit, self.resolver)
+        except HubError as exc:
+            logger.warning("sync: refused a commit of %s: %s (%s)", owner[:60], exc.message,
+                           exc.target)
+            return Outcome.REFUSED
+        try:
+            result = await self.commits.write(owner, commit, self._authorize(owner, commit),
+                                              payload=payload)
+        except _Park as park:
+            await peers.park(self.db, owner, commit.rev, wire, str(park))
+            logger.info("sync: parked commit %s of %s: %s", commit.rev[:12], owner[:60], park)
+            return Outcome.PARKED
+        except HubError as exc:
+            logger.warning("sync: refused commit %s of %s: %s", commit.rev[:12], owner[:60],
+                           exc.message)
+            return Outcome.REFUSED
+        return Outcome.STORED if result.stored else Outcome.HELD
+
+    async def _held(self, owner: str, rev: str) -> bool:
+        async with self.db.read() as conn:
+            oid = await store.owner_id(conn, owner)
+            return oid is not None and bool(await store.query_commits(
+                conn, oid, object_ids=None, revisions=[rev], after=0, limit=1))
+
+    def _check_shape(self, owner: str, commit: Commit) -> dict[str, Any] | None:
+        """The rules that need no database; the payload decoded (None for deletes, automerge).
+
+        Raises:
+            BadRequest
+        """
+        if commit.sub != owner:
+            raise BadRequest("commit for another owner", target="commit.protected.sub")
+        if commit.interface == "Actions":
+            raise BadRequest("Actions are not stored", target="commit.protected.interface")
+        if commit.interface == "Permissions" and (
+                commit.context != GRANT_CONTEXT or commit.type != GRANT_TYPE
+                or commit.commit_strategy != "basic"):
+            raise BadRequest("not a PermissionGrant commit", target="commit.protected.type")
+        if commit.committed_at_us > now_us() + self.skew_us:
+            raise BadRequest("committed_at is too far in the future",
+                             target="commit.protected.committed_at")
+        if commit.operation == "delete" or commit.commit_strategy == "automerge":
+            return None
+        payload = commit.payload_json(self.max_json_depth)
+        if not isinstance(payload, dict) or not jsonld_matches(payload, commit.context,
+                                                               commit.type):
+            raise BadRequest("payload does not match the commit's context/type",
+                             target="commit.payload")
+        if commit.interface == "Permissions" and parse_grant(payload).owner != owner:
+            raise BadRequest("a PermissionGrant's owner must be the hub owner",
+                             target="commit.payload.owner")
+        return payload
+
+    def _authorize(self, owner: str, commit: Commit) -> Any:
+        """The precondition run under the owner's lock: a non-owner's grant at committed_at."""
+        if commit.signer == owner:
+            return None
+
+        async def check(conn: AsyncConnection, oid: int, row: Any) -> None:
+            if commit.interface not in GRANTABLE_INTERFACES:
+                raise PermissionsRequired("only the owner writes this interface",
+                                          target="commit")
+            grants = await index.grants_at(conn, oid, commit.signer, commit.context,
+                                           commit.type, commit.operation,
+                                           commit.committed_at_us)
+            if commit.operation == "create":
+                grants = [g for g in grants if g.created_by in (None, commit.signer)]
+            else:
+                grants = [g for g in grants if _covers(g, commit.object_id, row)]
+            if not grants:
+                raise _Park(f"no grant lets {commit.signer[:60]} {commit.operation} "
+                            f"{commit.context[:60]}/{commit.type[:60]} at {commit.committed_at}")
+
+        return check
+
+    async def retry_parked(self, owner: str) -> Tally:
+        """Try the owner's parked commits again (after new commits, e.g. a grant, arrived)."""
+        tally = Tally()
+        progress = True
+        while progress:  # a commit stored now may unpark another (a grant, then its create)
+            progress = False
+            for rev, wire in await peers.parked(self.db, owner):
+                outcome = await self.apply(owner, wire)
+                if outcome is Outcome.PARKED:
+                    continue
+                await peers.unpark(self.db, owner, rev)
+                tally.add(outcome)
+                progress = progress or outcome is Outcome.STORED
+        return tally

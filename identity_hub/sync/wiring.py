@@ -1,0 +1,64 @@
+"""Build the sync service of a running hub from its parts (the app's cleanup_ctx uses it)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from identity_hub.sync.receiver import Receiver
+from identity_hub.sync.service import SyncConfig, SyncService
+
+if TYPE_CHECKING:
+    from identity_hub.commits.service import CommitService
+    from identity_hub.did import DidResolver
+    from identity_hub.identity import HubIdentity
+    from identity_hub.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def receiver_for(commits: CommitService, resolver: DidResolver, settings: Settings) -> Receiver:
+    return Receiver(commits, resolver, skew_seconds=settings.clock_skew_seconds,
+                    max_json_depth=settings.max_json_depth)
+
+
+def service_for(commits: CommitService, resolver: DidResolver, settings: Settings,
+                identity: HubIdentity, config: SyncConfig | None = None) -> SyncService:
+    """A SyncService signing with the hub's current signing key, decrypting answers with its
+    key-agreement keys."""
+    keys = [identity.signing_key("Ed25519"), *identity.encryption_keys()]
+    return SyncService(receiver_for(commits, resolver, settings), identity.did, keys, resolver,
+                       config)
+
+
+@contextlib.asynccontextmanager
+async def running_sync(commits: CommitService, resolver: DidResolver, settings: Settings,
+                       identity: HubIdentity, config: SyncConfig | None = None
+                       ) -> AsyncIterator[SyncService]:
+    """The sync service, started, and closed on exit."""
+    service = service_for(commits, resolver, settings, identity, config)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.close()
+
+
+def attach_write_hints(commits: CommitService, service: SyncService) -> None:
+    """Have every commit stored by `commits` (local or replicated) hint the owner's peers.
+
+    Wraps this instance's `write`; the commit service's own success path may call
+    `service.notify_write` instead (docs/replication.md, "Wiring").
+    """
+    write = commits.write
+
+    async def write_and_hint(owner: str, commit: Any, check: Any = None, *,
+                             payload: Any = None) -> Any:
+        result = await write(owner, commit, check, payload=payload)
+        if result.stored:
+            service.notify_write(owner)
+        return result
+
+    commits.write = write_and_hint  # type: ignore[method-assign]
