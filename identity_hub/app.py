@@ -10,11 +10,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from identity_hub import appkeys
-from identity_hub.core import ROUTES
 from identity_hub.runtime import open_runtime
 from identity_hub.settings import Settings
 from identity_hub.storage import store
-from identity_hub.sync.routes import SYNC_ROUTES
 from identity_hub.sync.service import SyncConfig
 from identity_hub.sync.wiring import attach_write_hints, running_sync
 from identity_hub.transport.http import endpoint
@@ -93,8 +91,6 @@ def create_app(settings: Settings) -> web.Application:
     async def sync_ctx(app: web.Application) -> AsyncIterator[None]:
         """Replication with the owners' peer hubs (docs/replication.md)."""
         runtime = app[appkeys.RUNTIME]
-        for name, handler in SYNC_ROUTES.items():  # the sync request types
-            ROUTES.setdefault(name, handler)
         config = SyncConfig(interval=settings.sync_interval_seconds)
         async with running_sync(runtime.hub.commits, runtime.resolver, settings,
                                 runtime.identity, config) as service:

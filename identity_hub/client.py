@@ -62,6 +62,7 @@ class HubClient:
         session: aiohttp.ClientSession | None = None,
         compat_2019: bool = False,
         timeout: float = 30.0,
+        max_response_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self.endpoint = endpoint
         self.did = did
@@ -80,6 +81,10 @@ class HubClient:
         self._session = session
         self._own_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # What a hub answers is a stranger's input too (a peer hub during sync): bounded.
+        self.max_response_bytes = max_response_bytes
+        self._limits = crypto.Limits(max_token_bytes=max_response_bytes,
+                                     max_plaintext=max_response_bytes)
         self._token: str | None = None
         self._hub_key: VerificationKey | None = None
 
@@ -156,8 +161,8 @@ class HubClient:
         try:
             async with self._http().post(self.endpoint, data=jwe.encode("ascii"),
                                          headers={"Content-Type": "application/jwt"}) as resp:
-                body = await resp.read()
                 status = resp.status
+                body = await self._read_capped(resp)
         except aiohttp.ClientError as exc:
             raise HubClientError(f"cannot reach {self.endpoint}: {exc}") from None
         if status == 401:
@@ -166,14 +171,27 @@ class HubClient:
             raise HubClientError(f"hub answered HTTP {status}: {body[:200]!r}")
         return await self._open_response(body, nonce)
 
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        if resp.content_length is not None and resp.content_length > self.max_response_bytes:
+            raise HubClientError(f"the hub's answer is over {self.max_response_bytes} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise HubClientError(f"the hub's answer is over {self.max_response_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def _open_response(self, body: bytes, nonce: str) -> bytes:
         try:
-            jwe = crypto.parse_compact_jwe(body)
+            jwe = crypto.parse_compact_jwe(body, self._limits)
             kid = crypto.jwe_kid(jwe)
             if kid not in self._keys:
                 raise HubClientError("the response is encrypted to a key we do not hold")
             family, key = self._keys[kid]
-            jws = crypto.parse_compact_jws(crypto.decrypt_jwe(jwe, family, key))
+            jws = crypto.parse_compact_jws(crypto.decrypt_jwe(jwe, family, key, self._limits),
+                                           self._limits)
             signer = jws.header.get("kid")
             if not isinstance(signer, str) or signer.split("#", 1)[0] != self.hub_did:
                 raise HubClientError("the response is not signed by the hub")

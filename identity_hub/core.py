@@ -31,11 +31,14 @@ from identity_hub.interfaces.audit_query import handle_audit_query
 from identity_hub.interfaces.base import PROTOCOL_CONTEXT, RequestContext
 from identity_hub.interfaces.commit_query import handle_commit_query
 from identity_hub.interfaces.objects import handle_object_query, handle_write
+from identity_hub.jsonld import default_jsonld
 from identity_hub.permissions import audit
 from identity_hub.permissions.audit import AuditRecord
+from identity_hub.protocol.schemas import REQUEST_TYPES, validate_request
 from identity_hub.settings import Settings
 from identity_hub.storage import store
 from identity_hub.storage.engine import Database
+from identity_hub.sync.routes import SYNC_ROUTES
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ ROUTES: dict[str, Handler] = {
     "ObjectQueryRequest": handle_object_query,
     "CommitQueryRequest": handle_commit_query,
     "AuditQueryRequest": handle_audit_query,  # extension: the owner's audit log
+    **SYNC_ROUTES,  # extension: hub-to-hub replication (docs/replication.md)
 }
 
 MAX_DID_LENGTH = 2048
@@ -71,6 +75,9 @@ class Hub:
         self.accepted_auds = frozenset({hub_did}) | hub_dids
         self.authorizer = authorizer or Authorizer()
         self.commits = CommitService(db)
+        # JSON-LD over the shipped contexts; the runtime replaces it with one that also serves
+        # the owner's contexts in <data dir>/contexts and follows the unknown-context policy.
+        self.jsonld = default_jsonld()
 
     async def serves(self, sub: str) -> bool:
         """Whether this hub keeps data for `sub` (a registered tenant, or open tenancy)."""
@@ -114,6 +121,10 @@ class Hub:
         handler = ROUTES.get(type_)
         if handler is None:
             raise BadRequest(f"Request format unknown: {type_[:64]}", target="@type")
+        if type_ in REQUEST_TYPES:
+            # Every protocol message is checked against its JSON Schema (schemas/json) before a
+            # handler sees it; the error names the failing property.
+            validate_request(request)
         for name in ("iss", "aud", "sub"):
             if name not in request:
                 raise MissingParameter(target=name)

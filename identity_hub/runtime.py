@@ -11,6 +11,7 @@ from identity_hub.commits.fold.crdt import AutomergeEngine, CrdtLimits
 from identity_hub.core import Hub
 from identity_hub.did import DidResolver, ResolverConfig
 from identity_hub.identity import HubIdentity
+from identity_hub.jsonld import ContextLibrary, JsonLd
 from identity_hub.settings import Settings
 from identity_hub.storage.engine import Database
 from identity_hub.storage.migrate import ensure_migrated
@@ -46,13 +47,20 @@ async def open_runtime(settings: Settings, *, migrate: bool = True,
     resolver.add_static(identity.static_document())
     # Workers start on first use: a hub that never sees an automerge commit runs none.
     crdt = AutomergeEngine(CrdtLimits(timeout=settings.automerge_timeout_seconds))
+    if settings.jsonld_unknown_contexts not in ("refuse", "opaque"):
+        raise ValueError("jsonld_unknown_contexts must be refuse or opaque")
+    # Raises ContextConfigError (a ValueError) for a broken <data dir>/contexts manifest.
+    jsonld = JsonLd(ContextLibrary.load(settings.data_path / "contexts"),
+                    unknown_contexts=settings.jsonld_unknown_contexts)  # type: ignore[arg-type]
     try:
         if migrate:
             await ensure_migrated(db.engine)
         hub = Hub(settings, db, resolver, identity.did)
         hub.commits.crdt = crdt
+        hub.jsonld = jsonld
         yield Runtime(settings, db, resolver, identity, hub)
     finally:
+        jsonld.close()
         await crdt.close()
         await resolver.aclose()
         await db.dispose()

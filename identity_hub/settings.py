@@ -71,6 +71,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(hub-sdk-js 0.1.2, did-auth-jose 0.1.14)."),
     Setting("automerge_timeout_seconds", float, 2.0, "Longest one automerge fold may run in its "
             "worker process before the commit is refused."),
+    Setting("jsonld_unknown_contexts", str, "refuse", "A commit whose JSON-LD context is not "
+            "shipped in schemas/contexts nor in <data dir>/contexts: refuse (bad_request) or "
+            "opaque (context + '/' + type, no expansion). Contexts never load from the network."),
     Setting("log_level", str, "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
     Setting("log_format", str, "text", "Log format: text or json."),
 )
@@ -122,6 +125,7 @@ class Settings:
     token_lifetime_seconds: int = 300
     compat_2019: bool = True
     automerge_timeout_seconds: float = 2.0
+    jsonld_unknown_contexts: str = "refuse"
     log_level: str = "INFO"
     log_format: str = "text"
 

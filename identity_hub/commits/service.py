@@ -77,6 +77,9 @@ class CommitService:
     def __init__(self, db: Database, crdt: AutomergeEngine | None = None) -> None:
         self.db = db
         self.crdt = crdt
+        # Called with the owner after each commit stored (not for one already held): the sync
+        # service's push hints (identity_hub/sync/service.py). Must not block or raise.
+        self.on_stored: Callable[[str], None] | None = None
 
     async def write(self, owner: str, commit: Commit, check: Precondition | None = None, *,
                     payload: dict[str, Any] | None = None) -> WriteResult:
@@ -122,6 +125,8 @@ class CommitService:
                     revisions = await store.object_revisions(conn, oid, commit.object_id)
         except _AlreadyHeld as held:
             return WriteResult(held.revisions, False, commit.object_id)
+        if self.on_stored is not None:
+            self.on_stored(owner)
         return WriteResult(revisions, True, commit.object_id)
 
     async def _fold(self, conn: AsyncConnection, oid: int, seq: int, row: Any,

@@ -45,13 +45,18 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 
-_TO_STD_ALPHABET = bytes.maketrans(b"-_", b"+/")
+# Maps the base64url alphabet to the standard one, and `+`, `/` and `=` (not base64url, but valid
+# for binascii) to `!`, which binascii's strict mode refuses like every other foreign byte.
+_TO_STD_ALPHABET = bytes.maketrans(b"-_+/=", b"+/!!!")
 _FROM_STD_ALPHABET = bytes.maketrans(b"+/", b"-_")
 _PADDING = (b"", b"", b"==", b"=")
 _URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-# For the last character of an unpadded group: the bits below the data must be zero.
-_SPARE_BITS_MASK = {2: 0x0F, 3: 0x03}
-_CHAR_VALUE = {c: i for i, c in enumerate(_URL_ALPHABET)}
+# The characters allowed last in an unpadded group of 2 or 3 characters: the bits below the data
+# must be zero (value & 0x0F == 0, resp. value & 0x03 == 0).
+_CANONICAL_LAST = {
+    2: frozenset(c for i, c in enumerate(_URL_ALPHABET) if not i & 0x0F),
+    3: frozenset(c for i, c in enumerate(_URL_ALPHABET) if not i & 0x03),
+}
 
 
 def as_ascii_bytes(value: str | bytes, what: str) -> bytes:
@@ -77,20 +82,26 @@ def b64url_decode(value: str | bytes, what: str = "base64url") -> bytes:
     Raises:
         JoseError: on any deviation.
     """
-    raw = as_ascii_bytes(value, what)
-    rem = len(raw) % 4
-    if rem == 1:
-        raise JoseError(f"{what}: impossible base64url length")
-    if b"+" in raw or b"/" in raw or b"=" in raw:
-        raise JoseError(f"{what}: not base64url")
+    if isinstance(value, str):
+        try:
+            raw = value.encode("ascii")
+        except UnicodeEncodeError:
+            raise JoseError(f"{what}: not ASCII") from None
+    elif isinstance(value, bytes):
+        raw = value
+    else:
+        raise JoseError(f"{what}: expected str or bytes, got {type(value).__name__}")
+    rem = len(raw) & 3
     if rem:
-        last = _CHAR_VALUE.get(raw[-1])
-        if last is None or last & _SPARE_BITS_MASK[rem]:
+        if rem == 1:
+            raise JoseError(f"{what}: impossible base64url length")
+        if raw[-1] not in _CANONICAL_LAST[rem]:
             raise JoseError(f"{what}: non-canonical base64url")
+    # One pass: translate (foreign bytes, non-ASCII included, stay foreign or become `!`), then
+    # binascii's strict mode refuses anything outside the standard alphabet.
     try:
-        return binascii.a2b_base64(
-            raw.translate(_TO_STD_ALPHABET) + _PADDING[rem], strict_mode=True
-        )
+        return binascii.a2b_base64(raw.translate(_TO_STD_ALPHABET) + _PADDING[rem],
+                                   strict_mode=True)
     except (binascii.Error, ValueError):
         raise JoseError(f"{what}: not base64url") from None
 

@@ -122,6 +122,9 @@ def _str_member(obj: dict[str, Any], name: str, target: str) -> str:
     return value
 
 
+_FLATTENED_PARTS = ("protected", "payload", "signature")
+
+
 def parse_commit(obj: Any, *, target: str = "commit") -> Commit:
     """Check a commit's shape and headers (protocol doc §d.1–d.3).
 
@@ -130,10 +133,10 @@ def parse_commit(obj: Any, *, target: str = "commit") -> Commit:
     """
     if not isinstance(obj, dict):
         raise WrongType(target=target)
-    extra = set(obj) - COMMIT_MEMBERS
-    if extra:
+    if not COMMIT_MEMBERS.issuperset(obj):
+        extra = set(obj) - COMMIT_MEMBERS
         raise BadRequest(f"Unexpected commit member: {sorted(extra)[0][:40]}", target=target)
-    for name in ("protected", "payload", "signature"):
+    for name in _FLATTENED_PARTS:
         if name not in obj:
             raise MissingParameter(target=f"{target}.{name}")
         if not isinstance(obj[name], str):
@@ -141,38 +144,46 @@ def parse_commit(obj: Any, *, target: str = "commit") -> Commit:
     client_header = obj.get("header") or {}
     if not isinstance(client_header, dict):
         raise WrongType(target=f"{target}.header")
+    protected, payload = obj["protected"], obj["payload"]
     try:
+        # The client's unprotected header is kept apart (the hub overwrites some of its
+        # members), so the JWS is parsed from the three signed parts only.
         parsed = parse_flattened_jws(
-            {k: obj[k] for k in ("protected", "payload", "signature")}
+            {"protected": protected, "payload": payload, "signature": obj["signature"]}
         )
     except JoseError:
         raise BadRequest("Commit is not a valid flattened JWS", target=target) from None
     headers = parsed.header
     ptarget = f"{target}.protected"
-    values = {name: _str_member(headers, name, f"{ptarget}.{name}") for name in REQUIRED_HEADERS}
+    for name in REQUIRED_HEADERS:
+        value = headers.get(name)
+        if not isinstance(value, str) or not value:
+            _str_member(headers, name, f"{ptarget}.{name}")  # raises with the right error
     if "rev" in headers:
         raise BadRequest("rev must not be in the protected header", target=f"{ptarget}.rev")
-    operation = values["operation"]
+    operation: str = headers["operation"]
+    interface: str = headers["interface"]
+    strategy: str = headers["commit_strategy"]
+    committed_at: str = headers["committed_at"]
     if operation not in OPERATIONS:
         raise BadRequest(f"Unknown operation: {operation[:40]}", target=f"{ptarget}.operation")
-    if values["interface"] not in INTERFACES:
-        raise BadRequest(f"Unknown interface: {values['interface'][:40]}",
-                         target=f"{ptarget}.interface")
-    if values["commit_strategy"] not in STRATEGIES:
-        raise BadRequest(f"Unknown commit_strategy: {values['commit_strategy'][:40]}",
+    if interface not in INTERFACES:
+        raise BadRequest(f"Unknown interface: {interface[:40]}", target=f"{ptarget}.interface")
+    if strategy not in STRATEGIES:
+        raise BadRequest(f"Unknown commit_strategy: {strategy[:40]}",
                          target=f"{ptarget}.commit_strategy")
     try:
-        committed_at_us = parse_time(values["committed_at"])
+        committed_at_us = parse_time(committed_at)
     except (ValueError, OverflowError):
         raise BadRequest("committed_at is not an ISO-8601 date-time",
                          target=f"{ptarget}.committed_at") from None
-    kid = values["kid"]
+    kid: str = headers["kid"]
     if "#" not in kid or not kid.startswith("did:"):
         raise BadRequest("kid must be a DID URL with a fragment", target=f"{ptarget}.kid")
     signer = kid.split("#", 1)[0]
     if "iss" in headers and headers["iss"] != signer:
         raise BadRequest("iss must be the DID of kid", target=f"{ptarget}.iss")
-    rev = compute_rev(obj["protected"], obj["payload"])
+    rev = compute_rev(protected, payload)
     if operation == "create":
         if "object_id" in headers:
             raise BadRequest("A create must not name an object_id",
@@ -183,25 +194,25 @@ def parse_commit(obj: Any, *, target: str = "commit") -> Commit:
         if len(object_id) > 128:
             raise BadRequest("object_id too long", target=f"{ptarget}.object_id")
     for name in ("context", "type", "sub", "interface"):
-        if len(values[name]) > 512:
+        if len(headers[name]) > 512:
             raise BadRequest(f"{name} too long", target=f"{ptarget}.{name}")
     return Commit(
         parsed=parsed,
-        protected=obj["protected"],
-        payload=obj["payload"],
+        protected=protected,
+        payload=payload,
         signature=obj["signature"],
         client_header=client_header,
         headers=headers,
         rev=rev,
         object_id=object_id,
         operation=operation,
-        interface=values["interface"],
-        context=values["context"],
-        type=values["type"],
-        committed_at=values["committed_at"],
+        interface=interface,
+        context=headers["context"],
+        type=headers["type"],
+        committed_at=committed_at,
         committed_at_us=committed_at_us,
-        commit_strategy=values["commit_strategy"],
-        sub=values["sub"],
+        commit_strategy=strategy,
+        sub=headers["sub"],
         kid=kid,
         signer=signer,
         meta=headers.get("meta"),

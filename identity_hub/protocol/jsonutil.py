@@ -119,8 +119,12 @@ def parse_strict(data: str | bytes, *, max_depth: int = 64) -> Any:
     except (ValueError, TypeError):
         raise StrictJsonError("Malformed JSON") from None
     # The decoder refuses raw control characters, so NUL and lone surrogates can only come from
-    # escapes: look at the strings only when there is one.
-    check_depth_and_strings(value, max_depth, strings="\\u" in data)
+    # escapes: look at the strings only when there is one. Every nesting level opens with `{` or
+    # `[`, so when the text holds no more of them than max_depth (counting those inside strings
+    # too), no value can be nested too deep and the walk has nothing to find.
+    strings = "\\u" in data
+    if strings or data.count("{") + data.count("[") > max_depth:
+        check_depth_and_strings(value, max_depth, strings=strings)
     return value
 
 

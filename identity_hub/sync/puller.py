@@ -49,8 +49,8 @@ async def pull_peer(receiver: Receiver, link: PeerLink, peer: Peer, *, hub_did: 
     """Pull `peer` until its log of the owner is exhausted (or `max_pages` pages).
 
     `on_applied(seq)` is called after each commit of a page is applied (before the cursor is
-    saved), for progress displays; `stop()` true ends the pull between pages. Exceptions from the link or a bad page propagate with the
-    cursor at the last fully applied page.
+    saved), for progress displays; `stop()` true ends the pull between pages. Exceptions from
+    the link or a bad page propagate with the cursor at the last fully applied page.
 
     Raises:
         protocol.SyncProtocolError: the peer answered something that is not a valid page.

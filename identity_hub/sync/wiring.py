@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from identity_hub.sync.receiver import Receiver
 from identity_hub.sync.service import SyncConfig, SyncService
@@ -46,19 +46,7 @@ async def running_sync(commits: CommitService, resolver: DidResolver, settings: 
         await service.close()
 
 
+
 def attach_write_hints(commits: CommitService, service: SyncService) -> None:
-    """Have every commit stored by `commits` (local or replicated) hint the owner's peers.
-
-    Wraps this instance's `write`; the commit service's own success path may call
-    `service.notify_write` instead (docs/replication.md, "Wiring").
-    """
-    write = commits.write
-
-    async def write_and_hint(owner: str, commit: Any, check: Any = None, *,
-                             payload: Any = None) -> Any:
-        result = await write(owner, commit, check, payload=payload)
-        if result.stored:
-            service.notify_write(owner)
-        return result
-
-    commits.write = write_and_hint  # type: ignore[method-assign]
+    """Have every commit stored by `commits` (local or replicated) hint the owner's peers."""
+    commits.on_stored = service.notify_write

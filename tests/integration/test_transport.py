@@ -277,3 +277,32 @@ async def test_the_hub_publishes_its_document_for_2019_clients(hub: RunningHub) 
         async with session.get(f"{hub.base}/.well-known/identity-hub") as resp:
             info = await resp.json()
         assert info["did"] == hub.did and info["didDocument"]["publicKey"]
+
+
+async def test_the_client_caps_what_it_reads() -> None:
+    """A hub's (or a peer's) answer is a stranger's input: the client stops reading at its cap."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    async def flood(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()  # chunked: no Content-Length to refuse up front
+        await resp.prepare(request)
+        for _ in range(64):
+            await resp.write(b"A" * 65536)
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/.identity", flood)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    who = identity_for("Ed25519")
+    client = HubClient(f"http://127.0.0.1:{server.port}/.identity", who.did, who.keys,
+                       max_response_bytes=1_000_000)
+    try:
+        async with aiohttp.ClientSession() as session, session.post(
+                f"http://127.0.0.1:{server.port}/.identity", data=b"x") as resp:
+            with pytest.raises(HubClientError, match="over 1000000 bytes"):
+                await client._read_capped(resp)
+    finally:
+        await client.aclose()
+        await server.close()

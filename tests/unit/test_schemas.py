@@ -318,3 +318,40 @@ def test_same_errors_as_the_handlers(alice: Actor) -> None:
             refused += 1
             assert (exc.code.value, exc.target) == (code, target), name
     assert refused >= 10
+
+
+def test_the_compiled_fast_path_agrees_with_jsonschema() -> None:
+    """validate_request accepts through a fastjsonschema copy of the schemas; it must judge every
+    request exactly as the jsonschema validators (which name the failing property) do."""
+    from identity_hub.protocol.schemas import REQUEST_TYPES, _valid_fast, validator
+    from tests.integration.test_bad_input import request_cases
+    from tests.support.actors import Actor, playlist
+
+    a = Actor()
+    hub = "did:ex:hub"
+    corpus = [req for _, req, _, _ in request_cases(a, hub)] + [
+        a.write(hub, a.commit(a.did)),
+        a.write(hub, a.commit(a.did, operation="update", object_id="f" * 64,
+                              payload=playlist("x"))),
+        a.object_query(hub, context="https://schema.org", type="MusicPlaylist"),
+        a.object_query(hub, include_data=True, object_id=["a", "b"], skip_token="xyz"),
+        a.object_query(hub, where={"numTracks": {"gt": 3}, "byArtist.name": "A"},
+                       sort=["-updated_at"], limit=20),
+        a.object_query(hub, where={"name": {"prefix": "Ro"}}, sort="bad sort key!"),
+        a.object_query(hub, limit=0),
+        a.commit_query(hub, object_id=["a"], revision=["b"]),
+        a.commit_query(hub, object_id="not-a-list"),
+        a.request("AuditQueryRequest", hub, query={"since": "2026-01-01T00:00:00Z"}),
+        a.request("AuditQueryRequest", hub, query={"since": "yesterday"}),
+        {**a.write(hub, a.commit(a.did)), "iss": 7},
+    ]
+    checked = 0
+    for request in corpus:
+        if not isinstance(request, dict):
+            continue
+        for name in ("Request", *REQUEST_TYPES):
+            if name != "Request" and request.get("@type") != name:
+                continue
+            assert _valid_fast(name, request) == validator(name).is_valid(request), (name, request)
+            checked += 1
+    assert checked > 40
