@@ -229,6 +229,12 @@ async def handle_object_query(ctx: RequestContext) -> dict[str, Any]:
     filters = query.get("filters")
     if filters is not None and not isinstance(filters, list):
         raise BadRequest("filters must be an array", target="query.filters")
+    for member in ("where", "sort", "limit"):
+        # The rich-query extension (docs/queries.md) is compiled by storage/query_sql.py but not
+        # yet served: refuse it rather than answer as if the filter had been applied.
+        if member in query:
+            raise NotImplementedByHub(f"query.{member} is not served by this hub yet",
+                                      target=f"query.{member}")
     include_data = query.get("include_data", False)
     if not isinstance(include_data, bool):
         raise BadRequest("include_data must be a boolean", target="query.include_data")

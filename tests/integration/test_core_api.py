@@ -188,3 +188,10 @@ async def test_sequence_is_per_owner_and_gap_free(owner_hub: Any, alice: Actor, 
     for owner, seq in rows:
         by_owner.setdefault(owner, []).append(seq)
     assert sorted(by_owner.values()) == [[1, 2, 3], [1, 2, 3]]
+
+
+async def test_rich_query_members_are_refused_until_served(owner_hub: Any, alice: Actor) -> None:
+    rt, hub_did = owner_hub, owner_hub.identity.did
+    await call(rt, alice, alice.write(hub_did, alice.commit(alice.did)))
+    resp = await call(rt, alice, alice.object_query(hub_did, where={"numTracks": {"gt": 3}}))
+    assert (resp["error_code"], resp["target"]) == ("not_implemented", "query.where")
