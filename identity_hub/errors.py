@@ -96,6 +96,13 @@ class ServiceUnavailable(HubError):
     default_message = "Service unavailable"
 
 
+class TemporarilyUnavailable(HubError):
+    """Something the hub needs is out of reach for now (e.g. a did:web host); try again later."""
+
+    code = ErrorCode.TEMPORARILY_UNAVAILABLE
+    default_message = "Temporarily unavailable"
+
+
 class ServerError(HubError):
     code = ErrorCode.SERVER_ERROR
     default_message = "Server error"

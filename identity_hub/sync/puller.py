@@ -68,7 +68,9 @@ async def pull_peer(receiver: Receiver, link: PeerLink, peer: Peer, *, hub_did: 
             page_tally.add(await receiver.apply(peer.owner, wire))
             if on_applied is not None:
                 on_applied(seq)
-        if page_tally.stored and await peers.parked_count(db, peer.owner):
+        # Parked commits wait for a grant (retried once anything new is stored) or for an
+        # unreachable signer DID (retried on every round, hence also on an empty page).
+        if (page_tally.stored or not page.commits) and await peers.parked_count(db, peer.owner):
             retried = await receiver.retry_parked(peer.owner)
             page_tally.stored += retried.stored
             page_tally.parked -= retried.stored + retried.held + retried.refused

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from identity_hub.commits.service import CommitService
 from identity_hub.commits.verify import verify_commit
 from identity_hub.did import DidResolver
-from identity_hub.errors import BadRequest, HubError, PermissionsRequired
+from identity_hub.errors import BadRequest, HubError, PermissionsRequired, TemporarilyUnavailable
 from identity_hub.permissions import index
 from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE, parse_grant
 from identity_hub.permissions.scope import GRANTABLE_INTERFACES
@@ -93,6 +93,13 @@ class Receiver:
                 return Outcome.HELD
             payload = self._check_shape(owner, commit)
             await verify_commit(commit, self.resolver)
+        except TemporarilyUnavailable as exc:
+            # The signer's DID could not be fetched now: keep the commit and try it again later,
+            # rather than let the cursor move past a commit that may well be valid.
+            await peers.park(self.db, owner, commit.rev, wire, exc.message)
+            logger.info("sync: parked commit %s of %s: %s", commit.rev[:12], owner[:60],
+                        exc.message)
+            return Outcome.PARKED
         except HubError as exc:
             logger.warning("sync: refused a commit of %s: %s (%s)", owner[:60], exc.message,
                            exc.target)
