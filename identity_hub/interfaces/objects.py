@@ -135,6 +135,26 @@ def _precondition(ctx: RequestContext, commit: Commit) -> Any:
                              target="commit.protected.commit_strategy")
         if commit.interface == "Permissions" and not row.deleted:
             _check_grant_change(commit, row, ctx.hub.settings.max_json_depth)
+            await _no_backdated_weakening(conn, oid, row)
+
+    async def _no_backdated_weakening(conn: AsyncConnection, oid: int, row: Any) -> None:
+        """A grantee's commit is judged by the grants in force at its committed_at. A revocation
+        (or weakening) dated before a commit the hub already accepted under the grant would
+        leave the hub holding a commit its own rule calls unauthorized: refuse it."""
+        try:
+            old = parse_grant(row.data)
+        except BadRequest:
+            return
+        if commit.operation != "delete":
+            new = parse_grant(commit.payload_json(ctx.hub.settings.max_json_depth))
+            if not weakened(old, new):
+                return
+        latest = await store.latest_commit_by(conn, oid, old.grantee, old.context, old.type)
+        if latest is not None and commit.committed_at_us < latest:
+            raise BadRequest(
+                f"This grant covers a commit dated {format_time(latest)}: a revocation or "
+                "weakening cannot be dated before it; use a later committed_at",
+                target="commit.protected.committed_at")
 
     return check
 

@@ -316,3 +316,14 @@ async def purge_nonces(db: Database) -> int:
     async with db.transaction() as conn:
         result = await conn.execute(sa.delete(nonces).where(nonces.c.expires_at_us < now_us()))
         return int(result.rowcount or 0)
+
+
+async def latest_commit_by(conn: AsyncConnection, oid: int, signer: str, context: str,
+                           type_: str) -> int | None:
+    """The latest committed_at (µs) of the commits `signer` made to the owner's objects of
+    `context`/`type_`, or None (the grant-change rule in interfaces/objects.py)."""
+    q = sa.select(sa.func.max(commits.c.committed_at_us)).where(
+        commits.c.owner_id == oid, commits.c.signer == signer, commits.c.context == context,
+        commits.c.type == type_)
+    value = (await conn.execute(q)).scalar()
+    return None if value is None else int(value)

@@ -1,0 +1,52 @@
+"""A grantee's commit is judged by the grants in force at its committed_at; so a revocation may
+not be dated before a commit the hub already accepted under the grant (the hub would then hold a
+commit its own rule calls unauthorized, and a refold or a replica would disagree)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from identity_hub.client import grant_payload
+from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE
+from identity_hub.storage import store
+from tests.support.actors import Actor, iso, playlist
+
+
+async def test_a_revocation_cannot_be_dated_before_an_accepted_commit(
+        owner_hub: Any, alice: Actor, bob: Actor) -> None:
+    rt, hub_did = owner_hub, owner_hub.identity.did
+
+    async def send(actor: Actor, commit: dict[str, Any]) -> dict[str, Any]:
+        return await rt.hub.handle(actor.did, actor.write(hub_did, commit, alice.did))
+
+    grant = alice.commit(alice.did, interface="Permissions", context=GRANT_CONTEXT,
+                         type_=GRANT_TYPE, committed_at=iso(time.time() - 120),
+                         payload=grant_payload(alice.did, bob.did, context="https://schema.org",
+                                               type_="MusicPlaylist", allow="C---"))
+    grant_id = (await send(alice, grant))["revisions"][0]
+    created = await send(bob, bob.commit(alice.did, payload=playlist("bob's")))
+    assert created["@type"] == "WriteResponse", created
+
+    def revoke(ts: float) -> dict[str, Any]:
+        return alice.commit(alice.did, interface="Permissions", context=GRANT_CONTEXT,
+                            type_=GRANT_TYPE, operation="delete", object_id=grant_id,
+                            committed_at=iso(ts))
+
+    backdated = await send(alice, revoke(time.time() - 60))  # inside the skew window
+    assert (backdated["error_code"], backdated["target"]) == (
+        "bad_request", "commit.protected.committed_at"), backdated
+    weaker = alice.commit(alice.did, interface="Permissions", context=GRANT_CONTEXT,
+                          type_=GRANT_TYPE, operation="update", object_id=grant_id,
+                          committed_at=iso(time.time() - 60),
+                          payload=grant_payload(alice.did, bob.did, context="https://schema.org",
+                                                type_="MusicPlaylist", allow="-R--"))
+    assert (await send(alice, weaker))["error_code"] == "bad_request"
+    assert (await send(alice, revoke(time.time())))["@type"] == "WriteResponse"
+    refused_after = await send(bob, bob.commit(alice.did, payload=playlist("late")))
+    assert refused_after["error_code"] == "permissions_required"
+    async with rt.db.read() as conn:
+        oid = await store.owner_id(conn, alice.did)
+        assert oid is not None
+        assert await store.latest_commit_by(conn, oid, bob.did, "https://schema.org",
+                                            "MusicPlaylist") is not None
