@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import os
 import random
 import signal
-import sys
 import zlib
 from collections.abc import AsyncIterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import automerge
@@ -21,22 +17,8 @@ import pytest
 from identity_hub.commits.fold import _crdt_worker
 from identity_hub.commits.fold.crdt import AutomergeEngine, CrdtError, CrdtLimits
 from identity_hub.commits.fold.crdt_chunks import MAGIC, ChunkError, _uleb, parse_payload
+from tests.unit import test_crdt_forge as forge  # noqa: E402  (shared helpers)
 
-
-def _load_forge() -> ModuleType:
-    name = "crdt_forge_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("test_crdt_forge.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-forge = _load_forge()
 VECTORS: list[dict[str, Any]] = forge.load_vectors()
 DOC_VECTOR = VECTORS[0]
 CHANGE_VECTOR = next(v for v in VECTORS if v["mode"] == "change" and v["writers"] == 2)

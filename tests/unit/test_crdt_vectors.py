@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import random
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from identity_hub.commits.fold.crdt import AutomergeEngine, CrdtError, canonical_order
 from identity_hub.commits.fold.crdt_chunks import parse_payload
+from tests.unit import test_crdt_forge as forge  # noqa: E402  (shared helpers)
 
-
-def _load_forge() -> ModuleType:
-    name = "crdt_forge_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("test_crdt_forge.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-forge = _load_forge()
 VECTORS: list[dict[str, Any]] = forge.load_vectors()
 # Measured with automerge 0.1.2: the 6 vectors that differ all have 2-3 concurrent writers setting
 # the same field (numTracks, byArtist), where the 2022 binding picks another winner than JS.
