@@ -295,7 +295,11 @@ class HubClient:
     async def query_objects(self, *, sub: str | None = None, interface: str = "Collections",
                             context: str | None = None, type_: str | None = None,
                             object_ids: Sequence[str] | None = None, include_data: bool = False,
-                            all_pages: bool = True) -> list[dict[str, Any]]:
+                            all_pages: bool = True, where: Any = None,
+                            sort: str | Sequence[str] | None = None, limit: int | None = None
+                            ) -> list[dict[str, Any]]:
+        """Objects of `interface` (all pages, or the first with `all_pages=False`). `where`,
+        `sort` and `limit` are the rich-query members (docs/queries.md), sent as given."""
         await self._discover()
         query: dict[str, Any] = {"interface": interface}
         if context is not None:
@@ -304,6 +308,12 @@ class HubClient:
             query["object_id"] = list(object_ids)
         if include_data:
             query["include_data"] = True
+        if where is not None:
+            query["where"] = where
+        if sort is not None:
+            query["sort"] = sort if isinstance(sort, str) else list(sort)
+        if limit is not None:
+            query["limit"] = limit
         return await self._pages("ObjectQueryRequest", "objects", query, sub, all_pages)
 
     async def query_commits(self, *, sub: str | None = None,

@@ -105,17 +105,35 @@ def get(ctx: click.Context, hub_url: str, key_file: str, hub_did: str | None, su
 @click.option("--context", "context_", metavar="URL", help="e.g. https://schema.org")
 @click.option("--type", "type_", metavar="TYPE", help="e.g. MusicPlaylist")
 @click.option("--data/--no-data", "include_data", default=False, help="Include each state.")
+@click.option("--where", "where", multiple=True, metavar="COND",
+              help="A condition (repeatable, all must hold): numTracks>3, 'name=Road trip', "
+                   "byArtist.name^=Ni, 'genre in jazz,rock', name?, draft!? (docs/queries.md).")
+@click.option("--sort", "sort", multiple=True, metavar="FIELD",
+              help="Sort key (repeatable, up to 4), '-' for descending: -updated_at.")
+@click.option("--limit", type=click.IntRange(1, 1000), metavar="N",
+              help="Print only the first N objects (one page of N).")
 @click.pass_context
 def query(ctx: click.Context, hub_url: str, key_file: str, hub_did: str | None,
           sub: str | None, interface: str, context_: str | None, type_: str | None,
-          include_data: bool) -> None:
-    """List objects (all pages) as JSON."""
+          include_data: bool, where: tuple[str, ...], sort: tuple[str, ...],
+          limit: int | None) -> None:
+    """List objects (all pages, or the first N with --limit) as JSON."""
+    from identity_hub.errors import HubError
+    from identity_hub.storage.query import where_from_cli
+
     if (context_ is None) != (type_ is None):
         fail("give --context and --type together")
+    try:
+        conditions = where_from_cli(where) if where else None
+    except HubError as exc:
+        fail(f"--where: {exc.message}")
+    sort_keys: str | list[str] | None = (None if not sort
+                                         else sort[0] if len(sort) == 1 else list(sort))
 
     async def body(c: Any) -> Any:
         return await c.query_objects(sub=sub, interface=interface, context=context_,
-                                     type_=type_, include_data=include_data)
+                                     type_=type_, include_data=include_data, where=conditions,
+                                     sort=sort_keys, limit=limit, all_pages=limit is None)
 
     echo_json(client_session(ctx, hub_url, key_file, hub_did, body))
 

@@ -27,10 +27,13 @@ from identity_hub.permissions import audit
 from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE, parse_grant, weakened
 from identity_hub.protocol.commit import Commit, format_time, parse_commit
 from identity_hub.storage import store
+from identity_hub.storage.query import parse_rich_query
+from identity_hub.storage.query_sql import run_object_query
 
 logger = logging.getLogger(__name__)
 
 OBJECT_INTERFACES = ("Collections", "Profile", "Permissions")
+RICH_MEMBERS = ("where", "sort", "limit")  # the rich-query extension (docs/queries.md)
 
 
 def _check_payload(ctx: RequestContext, commit: Commit) -> dict[str, Any] | None:
@@ -225,7 +228,9 @@ def object_metadata(row: Any, sub: str, include_data: bool) -> dict[str, Any]:
 async def handle_object_query(ctx: RequestContext) -> dict[str, Any]:
     """ObjectQueryRequest → ObjectQueryResponse (protocol doc §c.2).
 
-    Extension: `query.include_data: true` adds each object's folded state as `data`.
+    Extensions: `query.include_data: true` adds each object's folded state as `data`;
+    `query.where` / `sort` / `limit` filter, order and size the page (docs/queries.md), with
+    `skip_token` a cursor of that sort order. A query without them is answered as in 2019.
     """
     query = ctx.request.get("query")
     if query is None:
@@ -249,24 +254,34 @@ async def handle_object_query(ctx: RequestContext) -> dict[str, Any]:
     filters = query.get("filters")
     if filters is not None and not isinstance(filters, list):
         raise BadRequest("filters must be an array", target="query.filters")
-    for member in ("where", "sort", "limit"):
-        # The rich-query extension (docs/queries.md) is compiled by storage/query_sql.py but not
-        # yet served: refuse it rather than answer as if the filter had been applied.
-        if member in query:
-            raise NotImplementedByHub(f"query.{member} is not served by this hub yet",
-                                      target=f"query.{member}")
     include_data = query.get("include_data", False)
     if not isinstance(include_data, bool):
         raise BadRequest("include_data must be a boolean", target="query.include_data")
     token = opt_str(query, "skip_token", "query.skip_token")
-    after = store.decode_skip_token("o", token, "query.skip_token")
-    limit = ctx.hub.settings.page_size
+    # The rich-query extension (docs/queries.md): parsed before any database work, so a
+    # malformed where/sort/limit/skip_token is bad_request naming the member at fault.
+    rich = (parse_rich_query(query) if any(query.get(m) is not None for m in RICH_MEMBERS)
+            else None)
+    after = 0 if rich is not None else store.decode_skip_token("o", token, "query.skip_token")
+    page_size = ctx.hub.settings.page_size
+
+    async def page(conn: AsyncConnection, oid: int, where: Any) -> tuple[list[Any], str | None]:
+        if rich is not None:
+            return await run_object_query(conn, rich, owner_id=oid, interface=interface,
+                                          context=context, type_=type_, object_ids=object_ids,
+                                          scope=where, page_size=page_size)
+        rows = await store.query_objects(conn, oid, interface=interface, context=context,
+                                         type_=type_, object_ids=object_ids, after=after,
+                                         limit=page_size + 1, where=where)
+        if len(rows) <= page_size:
+            return rows, None
+        rows = rows[:page_size]
+        return rows, store.encode_skip_token("o", rows[-1].create_seq)
+
     if ctx.audit is None:
         async with ctx.hub.db.read() as conn:
             oid = await store.owner_id(conn, ctx.sub)
-            rows = [] if oid is None else await store.query_objects(
-                conn, oid, interface=interface, context=context, type_=type_,
-                object_ids=object_ids, after=after, limit=limit + 1)
+            rows, next_token = ([], None) if oid is None else await page(conn, oid, None)
     else:
         ctx.audit.interface, ctx.audit.operation = interface, "read"
         ctx.audit.context, ctx.audit.type, ctx.audit.object_ids = context, type_, object_ids
@@ -274,15 +289,12 @@ async def handle_object_query(ctx: RequestContext) -> dict[str, Any]:
             oid = await store.ensure_owner(ctx.hub.db, conn, ctx.sub)
             allowed = await ctx.hub.authorizer.object_scope(ctx, conn, oid, interface, context,
                                                             type_)
-            rows = await store.query_objects(
-                conn, oid, interface=interface, context=context, type_=type_,
-                object_ids=object_ids, after=after, limit=limit + 1, where=allowed.where)
+            # The grantee's scope is part of the same SQL WHERE as the filters and the sort:
+            # a page never holds, or is bounded by, an object the grantee may not read.
+            rows, next_token = await page(conn, oid, allowed.where)
             ctx.audit.grant_ids = allowed.grant_ids
-            ctx.audit.object_ids = [r.object_id for r in rows[:limit]]
+            ctx.audit.object_ids = [r.object_id for r in rows]
             await audit.append(conn, oid, ctx.requester, ctx.audit)
         ctx.audit.recorded = True
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_token = store.encode_skip_token("o", rows[-1].create_seq) if more else None
     objects = [object_metadata(r, ctx.sub, include_data) for r in rows]
     return page_response("ObjectQueryResponse", "objects", objects, next_token)

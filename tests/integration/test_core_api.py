@@ -190,8 +190,17 @@ async def test_sequence_is_per_owner_and_gap_free(owner_hub: Any, alice: Actor, 
     assert sorted(by_owner.values()) == [[1, 2, 3], [1, 2, 3]]
 
 
-async def test_rich_query_members_are_refused_until_served(owner_hub: Any, alice: Actor) -> None:
+async def test_rich_query_members_are_served(owner_hub: Any, alice: Actor) -> None:
+    """where/sort/limit (docs/queries.md) are applied, not ignored; more in test_rich_queries."""
     rt, hub_did = owner_hub, owner_hub.identity.did
-    await call(rt, alice, alice.write(hub_did, alice.commit(alice.did)))
-    resp = await call(rt, alice, alice.object_query(hub_did, where={"numTracks": {"gt": 3}}))
-    assert (resp["error_code"], resp["target"]) == ("not_implemented", "query.where")
+    ids = [(await call(rt, alice, alice.write(hub_did, alice.commit(alice.did, payload=playlist(
+        f"p{n}", n)))))["revisions"][0] for n in (2, 5, 4)]
+    resp = await call(rt, alice, alice.object_query(
+        hub_did, where={"numTracks": {"gt": 3}}, sort="-numTracks", limit=1))
+    assert [o["id"] for o in resp["objects"]] == [ids[1]] and resp["skip_token"]
+    resp = await call(rt, alice, alice.object_query(
+        hub_did, where={"numTracks": {"gt": 3}}, sort="-numTracks", limit=1,
+        skip_token=resp["skip_token"]))
+    assert [o["id"] for o in resp["objects"]] == [ids[2]] and resp["skip_token"] is None
+    resp = await call(rt, alice, alice.object_query(hub_did, where={"numTracks": {"gt": []}}))
+    assert (resp["error_code"], resp["target"]) == ("bad_request", "query.where.numTracks.gt")
