@@ -58,6 +58,7 @@ async def open_runtime(settings: Settings, *, migrate: bool = True,
         hub = Hub(settings, db, resolver, identity.did)
         hub.commits.crdt = crdt
         hub.jsonld = jsonld
+        hub.commits.jsonld = jsonld  # the type IRIs stored with objects, as queries expand them
         yield Runtime(settings, db, resolver, identity, hub)
     finally:
         jsonld.close()

@@ -195,7 +195,18 @@ def refold(ctx: click.Context, owner: str | None) -> None:
         if done == total or done % 500 == 0:
             click.echo(f"  {done}/{total} objects", err=True)
 
-    report = _with_db(settings_of(ctx), lambda db: do_refold(db, owner, progress))
+    from identity_hub.jsonld import ContextLibrary, JsonLd
+
+    settings = settings_of(ctx)
+    try:  # the hub's contexts and policy, as the running hub expands type IRIs
+        jsonld = JsonLd(ContextLibrary.load(settings.data_path / "contexts"),
+                        unknown_contexts=settings.jsonld_unknown_contexts)  # type: ignore[arg-type]
+    except ValueError as exc:
+        fail(f"cannot load the JSON-LD contexts: {exc}")
+    try:
+        report = _with_db(settings, lambda db: do_refold(db, owner, progress, jsonld))
+    finally:
+        jsonld.close()
     click.echo(f"refolded {report.objects} objects of {report.owners} owners; "
                f"{len(report.differed)} differed")
     for did, object_id, fields in report.differed:

@@ -9,13 +9,14 @@ from typing import Any
 
 from identity_hub.commits.fold.crdt import AutomergeEngine
 from identity_hub.commits.service import CommitService
+from identity_hub.jsonld import JsonLd
 from identity_hub.storage import store
 from identity_hub.storage.engine import Database
 
 logger = logging.getLogger(__name__)
 
-COMPARED = ("has_create", "interface", "context", "type", "commit_strategy", "created_by",
-            "created_at", "created_at_us", "updated_at_us", "create_seq", "deleted", "win_rev",
+COMPARED = ("has_create", "interface", "context", "type", "type_iri", "commit_strategy",
+            "created_by", "created_at", "created_at_us", "updated_at_us", "create_seq", "deleted", "win_rev",
             "win_operation", "win_committed_at_us", "meta", "data", "commit_count")
 
 
@@ -31,15 +32,17 @@ def _snapshot(row: Any) -> dict[str, Any]:
 
 
 async def refold(db: Database, owner: str | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> RefoldReport:
-    """Fold every object of `owner` (or of every owner) from scratch and save the result.
+                 progress: Callable[[int, int], None] | None = None,
+                 jsonld: JsonLd | None = None) -> RefoldReport:
+    """Fold every object of `owner` (or of every owner) from scratch and save the result
+    (`jsonld`: the hub's, which expands the objects' type IRIs; the shipped contexts if None).
 
     Each object is refolded in its own transaction under the owner's lock, so a live hub keeps
     serving writes meanwhile.
     """
     crdt = AutomergeEngine()  # its worker starts only if an automerge object is met
     try:
-        return await _refold(CommitService(db, crdt), db, owner, progress)
+        return await _refold(CommitService(db, crdt, jsonld), db, owner, progress)
     finally:
         await crdt.close()
 

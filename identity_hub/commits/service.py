@@ -23,6 +23,7 @@ from identity_hub.commits.fold import basic
 from identity_hub.commits.fold.basic import CommitView, ObjectState
 from identity_hub.commits.fold.crdt import AutomergeEngine, CrdtError
 from identity_hub.errors import BadRequest
+from identity_hub.jsonld import JsonLd, default_jsonld
 from identity_hub.permissions import index as grant_index
 from identity_hub.protocol.commit import Commit, jsonld_matches
 from identity_hub.protocol.jsonutil import JsonError, loads_strict
@@ -74,17 +75,34 @@ def payload_data(view: CommitView) -> Any:
 class CommitService:
     """Writes commits and keeps the materialized objects in step with the log."""
 
-    def __init__(self, db: Database, crdt: AutomergeEngine | None = None) -> None:
+    def __init__(self, db: Database, crdt: AutomergeEngine | None = None,
+                 jsonld: JsonLd | None = None) -> None:
         self.db = db
         self.crdt = crdt
+        # Expands an object's context + type to the type IRI stored with it (the hub's own
+        # JsonLd: the runtime sets it, with the owner's contexts and the unknown-context policy).
+        self.jsonld = jsonld if jsonld is not None else default_jsonld()
         # Called with the owner after each commit stored (not for one already held): the sync
         # service's push hints (identity_hub/sync/service.py). Must not block or raise.
         self.on_stored: Callable[[str], None] | None = None
 
+    async def type_iri(self, context: str, type_: str) -> str | None:
+        """The type IRI an object of this context + type is stored with; None when the hub's
+        contexts do not define it (an unknown context under policy `refuse`, say, from a peer
+        that knows it): such an object is found by no query by type on this hub, and
+        `identity-hub refold` sets it once the context is added."""
+        try:
+            return await self.jsonld.type_iri_async(context, type_)
+        except BadRequest as exc:
+            logger.info("no type IRI for %.100s of %.100s: %s", type_, context, exc.message)
+            return None
+
     async def write(self, owner: str, commit: Commit, check: Precondition | None = None, *,
-                    payload: dict[str, Any] | None = None) -> WriteResult:
+                    payload: dict[str, Any] | None = None, type_iri: str | None = None
+                    ) -> WriteResult:
         """Store `commit` for `owner` and fold it (`payload`: the commit's payload, when the
-        caller has decoded it already).
+        caller has decoded it already; `type_iri`: its context + type expanded, when the caller
+        has expanded them already, else a create's is expanded here).
 
         Raises:
             HubError: whatever `check` raises; nothing is stored then.
@@ -92,6 +110,9 @@ class CommitService:
         if commit.commit_strategy == "automerge" and self.crdt is None:
             raise BadRequest("The automerge commit strategy is not enabled on this hub",
                              target="commit.protected.commit_strategy")
+        iri = type_iri
+        if iri is None and commit.operation == "create":  # before the transaction: no lock held
+            iri = await self.type_iri(commit.context, commit.type)
         try:
             async with self.db.transaction() as conn:
                 view = view_of(commit)
@@ -103,7 +124,7 @@ class CommitService:
                     alone = basic.fold(commit.object_id, [view])
                     oid, seq, stored, first = await store.append_first_commit(
                         self.db, conn, owner, store.commit_row(commit), alone,
-                        payload if payload is not None else payload_data(view))
+                        payload if payload is not None else payload_data(view), iri)
                     row = None if first or not stored else await store.load_object(
                         conn, oid, commit.object_id)
                 else:
@@ -116,7 +137,7 @@ class CommitService:
                 if check is not None:
                     await check(conn, oid, row)
                 revisions = None if first else await self._fold(conn, oid, seq, row, view,
-                                                                 payload)
+                                                                 payload, iri)
                 await grant_index.after_commit_stored(conn, oid, commit.object_id,
                                                       commit.interface)
                 if row is None:  # the object's first commit (every commit has an object row)
@@ -130,9 +151,11 @@ class CommitService:
         return WriteResult(revisions, True, commit.object_id)
 
     async def _fold(self, conn: AsyncConnection, oid: int, seq: int, row: Any,
-                    view: CommitView, payload: dict[str, Any] | None) -> list[str] | None:
+                    view: CommitView, payload: dict[str, Any] | None, type_iri: str | None
+                    ) -> list[str] | None:
         """Fold the commit just stored into its object; the object's revisions when the
-        statement that saved it read them too (else None)."""
+        statement that saved it read them too (else None). `type_iri`: a create's expanded
+        type."""
         if view.commit_strategy == "automerge":
             await self.refold_object(conn, oid, view.object_id, new=view,
                                      create_seq=seq if view.operation == "create" else None)
@@ -143,8 +166,10 @@ class CommitService:
             data = None
             if state.winner is not None:
                 data = payload if payload is not None else payload_data(state.winner)
-            await store.save_object(self.db, conn, oid, state, create_seq=create_seq,
-                                    data=data, data_changed=True, exists=False)
+            await store.save_object(
+                self.db, conn, oid, state, create_seq=create_seq, data=data, data_changed=True,
+                exists=False,
+                type_iri=type_iri if state.create is not None else store.KEEP_TYPE_IRI)
             return None
         if row.has_create:
             state = store.state_from_row(row)
@@ -179,8 +204,10 @@ class CommitService:
             data = await self._automerge_state(oid, state, views, new)
         else:
             data = payload_data(state.winner) if state.winner is not None else None
+        iri = (await self.type_iri(state.create.context, state.create.type)
+               if state.create is not None else store.KEEP_TYPE_IRI)
         await store.save_object(self.db, conn, oid, state, create_seq=create_seq, data=data,
-                                data_changed=True)
+                                data_changed=True, type_iri=iri)
         await grant_index.after_object_refolded(conn, oid, object_id, rows)
         return state
 

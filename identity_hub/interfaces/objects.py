@@ -29,6 +29,7 @@ from identity_hub.protocol.commit import Commit, format_time, parse_commit
 from identity_hub.storage import store
 from identity_hub.storage.query import parse_rich_query
 from identity_hub.storage.query_sql import run_object_query
+from identity_hub.storage.tables import objects as objects_table
 
 logger = logging.getLogger(__name__)
 
@@ -177,14 +178,16 @@ async def handle_write(ctx: RequestContext) -> dict[str, Any]:
         raise BadRequest("The commit's sub must be the request's sub",
                          target="commit.protected.sub")
     ctx.hub.authorizer.check_write_shape(ctx, commit)
+    type_iri = None
     if commit.operation != "delete" and commit.commit_strategy != "automerge":
         # Expand the header context/type off the event loop (cached after the first time), so
         # the payload check in check_commit_shape finds it cached. Unknown contexts: bad_request.
-        await ctx.hub.jsonld.type_iri_async(commit.context, commit.type)
+        # A create stores it with its object (its collection: identity_hub/jsonld).
+        type_iri = await ctx.hub.jsonld.type_iri_async(commit.context, commit.type)
     payload = check_commit_shape(ctx, commit)
     await verify_commit(commit, ctx.hub.resolver)
     result = await ctx.hub.commits.write(ctx.sub, commit, _precondition(ctx, commit),
-                                         payload=payload)
+                                         payload=payload, type_iri=type_iri)
     if ctx.audit is not None:
         if result.stored:
             ctx.audit.recorded = True  # appended in the write's own transaction
@@ -264,15 +267,20 @@ async def handle_object_query(ctx: RequestContext) -> dict[str, Any]:
             else None)
     after = 0 if rich is not None else store.decode_skip_token("o", token, "query.skip_token")
     page_size = ctx.hub.settings.page_size
+    # By type IRI: every spelling of the context (`https://schema.org`, `http://schema.org/`,
+    # `schema.org`) and of the type finds the same objects. Unknown contexts: bad_request.
+    iri = (None if context is None or type_ is None
+           else await ctx.hub.jsonld.type_iri_async(context, type_, target="query"))
 
     async def page(conn: AsyncConnection, oid: int, where: Any) -> tuple[list[Any], str | None]:
         if rich is not None:
-            return await run_object_query(conn, rich, owner_id=oid, interface=interface,
-                                          context=context, type_=type_, object_ids=object_ids,
-                                          scope=where, page_size=page_size)
-        rows = await store.query_objects(conn, oid, interface=interface, context=context,
-                                         type_=type_, object_ids=object_ids, after=after,
-                                         limit=page_size + 1, where=where)
+            return await run_object_query(
+                conn, rich, owner_id=oid, interface=interface, object_ids=object_ids,
+                scope=where, page_size=page_size,
+                extra=[] if iri is None else [objects_table.c.type_iri == iri])
+        rows = await store.query_objects(conn, oid, interface=interface, context=None,
+                                         type_=None, type_iri=iri, object_ids=object_ids,
+                                         after=after, limit=page_size + 1, where=where)
         if len(rows) <= page_size:
             return rows, None
         rows = rows[:page_size]

@@ -29,6 +29,7 @@ from identity_hub.storage.writes import (
     _OWNER_ADD,
     _OWNER_ID,
     COMMIT_COLUMNS,
+    KEEP_TYPE_IRI,
     ObjectRow,
     append_commit,
     append_first_commit,
@@ -44,6 +45,7 @@ from identity_hub.storage.writes import (
 
 __all__ = [  # with what storage/writes.py holds: callers use store.X
     "COMMIT_COLUMNS",
+    "KEEP_TYPE_IRI",
     "ObjectRow",
     "add_tenant",
     "all_object_ids",
@@ -255,8 +257,12 @@ async def query_objects(
     after: int,
     limit: int,
     where: Any = None,
+    type_iri: str | None = None,
 ) -> list[Any]:
-    """A page of live objects; `where` is an extra SQL condition (a requester's scope)."""
+    """A page of live objects; `where` is an extra SQL condition (a requester's scope).
+
+    `context` + `type_` match as spelled; `type_iri` matches the objects' expanded type (every
+    spelling of it: what a query by context + type asks for, see identity_hub/jsonld)."""
     q = sa.select(objects).where(
         objects.c.owner_id == oid,
         objects.c.interface == interface,
@@ -266,6 +272,8 @@ async def query_objects(
     )
     if context is not None:
         q = q.where(objects.c.context == context, objects.c.type == type_)
+    if type_iri is not None:
+        q = q.where(objects.c.type_iri == type_iri)
     if object_ids is not None:
         q = q.where(objects.c.object_id.in_(list(object_ids)))
     if where is not None:

@@ -77,6 +77,10 @@ objects = sa.Table(
     sa.Column("interface", sa.String(32)),
     sa.Column("context", sa.String(512)),
     sa.Column("type", sa.String(512)),
+    # The expanded type IRI of context + type (identity_hub/jsonld): every spelling of one type
+    # lands here alike, and queries by context + type filter on it. NULL when the hub's contexts
+    # do not define the type.
+    sa.Column("type_iri", sa.String(1024)),
     sa.Column("commit_strategy", sa.String(32)),
     sa.Column("created_by", sa.String(2048)),
     sa.Column("created_at", sa.String(64)),
@@ -92,6 +96,9 @@ objects = sa.Table(
     sa.Column("commit_count", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index(None, "owner_id", "interface", "context", "type", "create_seq"),
     sa.Index(None, "owner_id", "create_seq"),
+    # Queries by type: pages in create order (2019 queries) or by updated_at (rich queries).
+    sa.Index(None, "owner_id", "interface", "type_iri", "create_seq"),
+    sa.Index(None, "owner_id", "interface", "type_iri", "updated_at_us", "object_id"),
 )
 
 # Replay protection of the encrypted transport: a `did-requester-nonce` is accepted once per

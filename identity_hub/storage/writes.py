@@ -9,6 +9,7 @@ data-modifying WITH, runs them one by one. `storage/store.py` re-exports the pub
 from __future__ import annotations
 
 import collections
+import enum
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -182,9 +183,18 @@ def _save_sql(insert: bool, names: tuple[str, ...]) -> Sql:
     return q
 
 
-def _object_values(state: ObjectState, create_seq: int | None, data: Any, data_changed: bool
-                   ) -> dict[str, Any]:
-    """The `objects` columns (as parameters) a folded state sets."""
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+KEEP_TYPE_IRI = _Keep.KEEP  # `type_iri` argument: leave the object's column as it is
+TypeIri = str | None | _Keep
+
+
+def _object_values(state: ObjectState, create_seq: int | None, data: Any, data_changed: bool,
+                   type_iri: TypeIri = KEEP_TYPE_IRI) -> dict[str, Any]:
+    """The `objects` columns (as parameters) a folded state sets (`type_iri`: the expanded type
+    of its create's context + type, set with them unless KEEP_TYPE_IRI)."""
     values: dict[str, Any] = {
         "has_create": state.create is not None,
         "updated_at_us": state.updated_at_us,
@@ -196,6 +206,8 @@ def _object_values(state: ObjectState, create_seq: int | None, data: Any, data_c
         values.update(interface=c.interface, context=c.context, type=c.type,
                       commit_strategy=c.commit_strategy, created_by=c.signer,
                       created_at=c.committed_at, created_at_us=c.committed_at_us)
+        if type_iri is not KEEP_TYPE_IRI:
+            values["type_iri"] = type_iri
         if create_seq is not None:
             values["create_seq"] = create_seq
     if state.winner is not None and data_changed:
@@ -216,10 +228,11 @@ async def save_object(
     data: Any,
     data_changed: bool,
     exists: bool | None = None,
+    type_iri: TypeIri = KEEP_TYPE_IRI,
 ) -> None:
     """Insert or update the materialized row of an object (`exists`: whether it has a row,
-    when the caller knows)."""
-    values = _object_values(state, create_seq, data, data_changed)
+    when the caller knows; `type_iri`: the expanded type of its create, when it has one)."""
+    values = _object_values(state, create_seq, data, data_changed, type_iri)
     if exists is None:
         exists = await load_object(conn, oid, state.object_id) is not None
     await driver_of(conn).fetch(_save_sql(not exists, tuple(values)), oid, state.object_id,
@@ -285,11 +298,11 @@ def _first_sql(locking: bool, names: tuple[str, ...]) -> Sql:
 
 
 async def append_first_commit(db: Database, conn: AsyncConnection, owner: str,
-                              row: dict[str, Any], state: ObjectState, data: Any
-                              ) -> tuple[int, int, bool, bool]:
+                              row: dict[str, Any], state: ObjectState, data: Any,
+                              type_iri: str | None = None) -> tuple[int, int, bool, bool]:
     """`lock_owner`, the commit appended to the log, and the object's row as `state` (the fold
-    of this commit alone, `data` its JSON; its create_seq the seq drawn) unless the object has a
-    row already: one round trip on PostgreSQL.
+    of this commit alone, `data` its JSON, `type_iri` its expanded type; its create_seq the seq
+    drawn) unless the object has a row already: one round trip on PostgreSQL.
 
     Returns (owner_id, seq, stored, first): `stored` is False when the owner already holds the
     commit (nothing is written then, but the seq drawn: roll back); `first` is False when the
@@ -297,7 +310,7 @@ async def append_first_commit(db: Database, conn: AsyncConnection, owner: str,
     """
     driver = driver_of(conn)
     args = [row[name] for name in COMMIT_COLUMNS]
-    values = _object_values(state, 0, data, True)
+    values = _object_values(state, 0, data, True, type_iri)
     names = tuple(values)
     if driver.sqlite:  # SQLite has no data-modifying WITH
         oid, seq = await lock_owner(db, conn, owner)
