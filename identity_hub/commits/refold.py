@@ -15,9 +15,11 @@ from identity_hub.storage.engine import Database
 
 logger = logging.getLogger(__name__)
 
-COMPARED = ("has_create", "interface", "context", "type", "type_iri", "commit_strategy",
-            "created_by", "created_at", "created_at_us", "updated_at_us", "create_seq", "deleted", "win_rev",
-            "win_operation", "win_committed_at_us", "meta", "data", "commit_count")
+COMPARED = (
+    "has_create", "interface", "context", "type", "type_iri", "commit_strategy", "created_by",
+    "created_at", "created_at_us", "updated_at_us", "create_seq", "deleted", "win_rev",
+    "win_operation", "win_committed_at_us", "meta", "data", "commit_count",
+)
 
 
 @dataclasses.dataclass
