@@ -47,6 +47,7 @@ from identity_hub.storage.engine import Database
 from identity_hub.storage.migrate import upgrade
 from identity_hub.storage.query import parse_rich_query
 from identity_hub.storage.query_sql import compile_object_query, field_index_sql, run_object_query
+from identity_hub.storage.tables import objects
 
 OWNER = "did:example:bench-owner"
 INTERFACE, CONTEXT, TYPE = "Collections", "https://schema.org", "MusicPlaylist"
@@ -54,10 +55,11 @@ TYPES = (("MusicPlaylist", 50), ("MusicAlbum", 20), ("MusicRecording", 20), ("Pe
 FIELD, VALUE = "numTracks", 7
 QUERY = {"where": {FIELD: VALUE}, "sort": "-updated_at", "limit": 20}
 PAGE = 20
-COLUMNS = ("owner_id", "object_id", "has_create", "interface", "context", "type",
+COLUMNS = ("owner_id", "object_id", "has_create", "interface", "context", "type", "type_iri",
            "commit_strategy", "created_by", "created_at", "created_at_us", "updated_at_us",
            "create_seq", "deleted", "win_rev", "win_operation", "win_committed_at_us", "data",
            "commit_count")
+SCHEMA = "http://schema.org/"  # the type IRI the hub stores (objects.type_iri, migration 0006)
 BATCH = 20_000
 START_US = 1_700_000_000_000_000
 
@@ -84,7 +86,7 @@ def generate(start: int, stop: int, owner_id: int, counts: dict[str, int]) -> It
         object_id = hashlib.sha256(f"bench-object-{i}".encode()).hexdigest()
         updated = START_US + i * 1_000
         created = updated - rnd.randrange(0, 500)
-        yield (owner_id, object_id, True, INTERFACE, CONTEXT, type_, "basic", OWNER,
+        yield (owner_id, object_id, True, INTERFACE, CONTEXT, type_, SCHEMA + type_, "basic", OWNER,
                S.iso_us(created), created, updated, i + 1, False, object_id, "create", created,
                json.dumps(data), 1)
 
@@ -104,7 +106,8 @@ class Backend:
 
     async def setup(self) -> None:
         await upgrade(self.db.engine)
-        self.index_sql = field_index_sql(self.db.engine.dialect.name, FIELD)
+        self.index_sql = field_index_sql(self.db.engine.dialect.name, FIELD,
+                                         type_columns=("type_iri",))
         async with self.db.transaction() as conn:
             await conn.exec_driver_sql(self.index_sql)
             result = await conn.execute(sa.text(
@@ -160,8 +163,9 @@ class Backend:
 
     async def page(self, conn: Any, query: dict[str, Any]) -> tuple[list[Any], str | None]:
         rq = parse_rich_query(query)
+        # As the hub queries since migration 0006: by type IRI, not by the spelled context.
         return await run_object_query(conn, rq, owner_id=self.owner_id, interface=INTERFACE,
-                                      context=CONTEXT, type_=TYPE)
+                                      extra=[objects.c.type_iri == SCHEMA + TYPE])
 
     def check(self, rows: list[Any], expected: int) -> None:
         stamps = [r.updated_at_us for r in rows]
@@ -175,8 +179,8 @@ class Backend:
     async def plan(self) -> str:
         """The access path of the first page (EXPLAIN, compressed to its index line)."""
         q = compile_object_query(parse_rich_query(QUERY), dialect=self.db.engine.dialect.name,
-                                 owner_id=self.owner_id, interface=INTERFACE, context=CONTEXT,
-                                 type_=TYPE)
+                                 owner_id=self.owner_id, interface=INTERFACE,
+                                 extra=[objects.c.type_iri == SCHEMA + TYPE])
         sql = str(q.compile(dialect=self.db.engine.dialect,
                             compile_kwargs={"literal_binds": True}))
         prefix = "EXPLAIN " if self.name == "postgres" else "EXPLAIN QUERY PLAN "
