@@ -91,3 +91,18 @@ def test_serve_on_a_fresh_data_dir_answers_healthz(tmp_path: pathlib.Path) -> No
         proc.terminate()
         proc.wait(timeout=20)
     assert proc.returncode == 0
+
+
+def test_index_add_creates_a_field_index_once(tmp_path: pathlib.Path) -> None:
+    import sqlite3
+
+    data = tmp_path / "hub"
+    hub("init", data_dir=data)
+    out = hub("index", "add", "numTracks", data_dir=data)
+    assert "ix_objects_data_numtracks_updated_at" in out.stdout
+    assert hub("index", "add", "numTracks", data_dir=data).returncode == 0  # idempotent
+    with sqlite3.connect(data / "hub.db") as db:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "ix_objects_data_numtracks_updated_at" in names
+    bad = hub("index", "add", "not a field!", data_dir=data, check=False)
+    assert bad.returncode == 1 and "not a field" in bad.stderr
