@@ -25,7 +25,7 @@ from identity_hub.commits.fold.crdt import AutomergeEngine, CrdtError
 from identity_hub.errors import BadRequest
 from identity_hub.jsonld import JsonLd, default_jsonld
 from identity_hub.permissions import index as grant_index
-from identity_hub.protocol.commit import Commit, jsonld_matches
+from identity_hub.protocol.commit import Commit
 from identity_hub.protocol.jsonutil import JsonError, loads_strict
 from identity_hub.storage import store
 from identity_hub.storage.engine import Database
@@ -233,7 +233,13 @@ class CommitService:
                 merged = await self.crdt.fold([payload_bytes(v) for v in mine], cache_key=key)
         except CrdtError as exc:
             raise BadRequest(str(exc), target="commit.payload") from None
-        if not jsonld_matches(merged, create.context, create.type):
+        try:  # the same IRI check as a client's JSON payload (interfaces/objects.py)
+            matches = await self.jsonld.payload_matches_async(merged, create.context,
+                                                              create.type)
+        except BadRequest as exc:
+            raise BadRequest(f"The merged automerge state: {exc.message}",
+                             target="commit.payload") from None
+        if not matches:
             raise BadRequest("The merged automerge state's @context/@type contradict the "
                              "commit's context/type", target="commit.payload")
         return None if state.deleted else merged

@@ -217,35 +217,3 @@ def parse_commit(obj: Any, *, target: str = "commit") -> Commit:
         signer=signer,
         meta=headers.get("meta"),
     )
-
-
-def _norm_context(value: str) -> str:
-    text = value.strip().lower()
-    for prefix in ("https://", "http://"):
-        if text.startswith(prefix):
-            text = text[len(prefix):]
-    return text.rstrip("/")
-
-
-def jsonld_matches(payload: Any, context: str, type_: str) -> bool:
-    """Whether a payload's @context/@type agree with a commit's context/type headers.
-
-    `https://schema.org`, `http://schema.org/` and `schema.org` are the same context; @type may be
-    the short name or the full IRI under that context.
-    """
-    if not isinstance(payload, dict):
-        return False
-    ctx = payload.get("@context")
-    contexts = ctx if isinstance(ctx, list) else [ctx]
-    want = _norm_context(context)
-    if not any(isinstance(c, str) and _norm_context(c) == want for c in contexts):
-        return False
-    types = payload.get("@type")
-    types = types if isinstance(types, list) else [types]
-    full = want + "/" + type_.lower()
-    for t in types:
-        if not isinstance(t, str):
-            continue
-        if t == type_ or _norm_context(t) == full:
-            return True
-    return False

@@ -34,7 +34,7 @@ from identity_hub.errors import BadRequest, HubError, PermissionsRequired, Tempo
 from identity_hub.permissions import index
 from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE, parse_grant
 from identity_hub.permissions.scope import GRANTABLE_INTERFACES
-from identity_hub.protocol.commit import Commit, jsonld_matches, parse_commit
+from identity_hub.protocol.commit import Commit, parse_commit
 from identity_hub.storage import store
 from identity_hub.storage.writes import now_us
 from identity_hub.sync import peers
@@ -92,6 +92,8 @@ class Receiver:
             if await self._held(owner, commit.rev):  # the usual case of a re-pull: no checks
                 return Outcome.HELD
             payload = self._check_shape(owner, commit)
+            if payload is not None:
+                await self._check_types(commit, payload)
             await verify_commit(commit, self.resolver)
         except TemporarilyUnavailable as exc:
             # The signer's DID could not be fetched now: keep the commit and try it again later,
@@ -143,14 +145,31 @@ class Receiver:
         if commit.operation == "delete" or commit.commit_strategy == "automerge":
             return None
         payload = commit.payload_json(self.max_json_depth)
-        if not isinstance(payload, dict) or not jsonld_matches(payload, commit.context,
-                                                               commit.type):
-            raise BadRequest("payload does not match the commit's context/type",
-                             target="commit.payload")
+        if not isinstance(payload, dict):
+            raise BadRequest("payload is not a JSON object", target="commit.payload")
         if commit.interface == "Permissions" and parse_grant(payload).owner != owner:
             raise BadRequest("a PermissionGrant's owner must be the hub owner",
                              target="commit.payload.owner")
         return payload
+
+    async def _check_types(self, commit: Commit, payload: dict[str, Any]) -> None:
+        """The payload's @context/@type must agree with the headers by IRI, as for a client's
+        commit (the same JsonLd the commit service uses).
+
+        Raises:
+            BadRequest: they disagree.
+            TemporarilyUnavailable: a context this hub cannot expand (not shipped, not in the
+                owner's contexts yet): the commit is parked, not refused, since a peer accepted
+                it and the context may be added here later.
+        """
+        try:
+            matches = await self.commits.jsonld.payload_matches_async(
+                payload, commit.context, commit.type)
+        except BadRequest as exc:
+            raise TemporarilyUnavailable(f"JSON-LD: {exc.message}", target=exc.target) from None
+        if not matches:
+            raise BadRequest("payload does not match the commit's context/type",
+                             target="commit.payload")
 
     def _authorize(self, owner: str, commit: Commit) -> Any:
         """The precondition run under the owner's lock: a non-owner's grant at committed_at."""

@@ -64,3 +64,24 @@ async def test_unreachable_signer_is_parked_then_stored(db_url: str,
             await server.close()
         await resolver.aclose()
         await db.dispose()
+
+
+async def test_a_peer_commit_in_an_unknown_context_is_parked(db_url: str) -> None:
+    """Payloads from peers are matched to their headers by JSON-LD IRI, like a client's; a
+    context this hub cannot expand (not shipped, not added by the owner) parks the commit
+    instead of storing it unchecked or refusing what a peer accepted."""
+    owner = Actor()
+    wire = owner.commit(owner.did, context="https://example.com/unknown-vocab", type_="Thing",
+                        payload={"@context": "https://example.com/unknown-vocab",
+                                 "@type": "Thing"})
+    db = Database(db_url)
+    resolver = DidResolver(ResolverConfig())
+    receiver = Receiver(CommitService(db), resolver)
+    try:
+        assert await receiver.apply(owner.did, wire) is Outcome.PARKED
+        assert await peers.parked_count(db, owner.did) == 1
+        known = owner.commit(owner.did)  # a schema.org MusicPlaylist: stored
+        assert await receiver.apply(owner.did, known) is Outcome.STORED
+    finally:
+        await resolver.aclose()
+        await db.dispose()

@@ -18,6 +18,8 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from identity_hub.did.encoding import encode_varint  # unsigned LEB128
+
 logger = logging.getLogger(__name__)
 
 MAGIC = b"\x85\x6f\x4a\x83"
@@ -85,18 +87,6 @@ def _uleb(data: bytes | memoryview, pos: int) -> tuple[int, int]:
             return value, pos + i + 1
         shift += 7
     raise ChunkError("automerge payload has an invalid length field")
-
-
-def _encode_uleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
 
 
 def _read_hashes(body: bytes | memoryview, pos: int) -> tuple[frozenset[bytes], int]:
@@ -177,7 +167,7 @@ def parse_payload(data: bytes, *, max_inflated: int = 16_777_216) -> PayloadInfo
             hashes.add(digest)
         elif kind == CHUNK_COMPRESSED_CHANGE:
             plain = _inflate(body, max_inflated)
-            digest = hashlib.sha256(b"\x01" + _encode_uleb(len(plain)) + plain).digest()
+            digest = hashlib.sha256(b"\x01" + encode_varint(len(plain)) + plain).digest()
             chunk_deps, _ = _read_hashes(plain, 0)
             deps |= chunk_deps - hashes
             hashes.add(digest)
