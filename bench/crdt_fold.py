@@ -4,7 +4,7 @@
 
 The PyPI binding cannot save documents or produce changes, so the payloads come from:
 - change mode: a saved MusicPlaylist document from the JS vectors, then change chunks written by
-  the test encoder (tests/unit/test_crdt_forge.py): two devices that forked the document, each
+  the test encoder (tests/support/automerge_forge.py): two devices that forked the document, each
   editing its copy (every commit one change, depending on the device's previous change);
 - document mode: every distinct saved document in the JS vectors (merging unrelated documents is
   fine for a CRDT). There are fewer than 100 of them, so document mode stops there.
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _load_forge() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
-        "crdt_forge_support", ROOT / "tests/unit/test_crdt_forge.py"
+        "crdt_forge_support", ROOT / "tests/support/automerge_forge.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

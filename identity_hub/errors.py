@@ -61,6 +61,11 @@ class BadRequest(HubError):
     default_message = "Bad request"
 
 
+class MissingDependencies(BadRequest):
+    """An automerge change whose dependencies the hub does not hold (yet): refused to a client;
+    a replicated one is parked until they arrive (sync/receiver.py)."""
+
+
 class MissingParameter(BadRequest):
     default_message = "Required parameter is missing"
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from identity_hub.commits.fold import basic
 from identity_hub.commits.fold.basic import CommitView, ObjectState
 from identity_hub.commits.fold.crdt import AutomergeEngine, CrdtError
-from identity_hub.errors import BadRequest
+from identity_hub.errors import BadRequest, MissingDependencies, TemporarilyUnavailable
 from identity_hub.jsonld import JsonLd, default_jsonld
 from identity_hub.permissions import index as grant_index
 from identity_hub.protocol.commit import Commit
@@ -232,7 +232,11 @@ class CommitService:
             else:
                 merged = await self.crdt.fold([payload_bytes(v) for v in mine], cache_key=key)
         except CrdtError as exc:
-            raise BadRequest(str(exc), target="commit.payload") from None
+            if exc.reason == "engine":  # the worker pool is down or closing: not the payload
+                raise TemporarilyUnavailable("The automerge engine is unavailable; try again",
+                                             target="commit.payload") from None
+            refusal = MissingDependencies if exc.reason == "deps" else BadRequest
+            raise refusal(str(exc), target="commit.payload") from None
         try:  # the same IRI check as a client's JSON payload (interfaces/objects.py)
             matches = await self.jsonld.payload_matches_async(merged, create.context,
                                                               create.type)

@@ -14,8 +14,10 @@ Local-only write rules that depend on arrival order (update of an object not see
 Profile singleton, the unrevocable grant window judged against this hub's clock) are not applied:
 the peer applied them when it accepted the commit, and the fold orders what arrives.
 
-A commit refused only for a missing grant is parked (`sync_parked`) and retried when more
-commits arrive; anything else refused is logged and dropped (never stored).
+A commit refused only for a missing grant, or an automerge change whose dependencies this hub
+does not hold yet, is parked (`sync_parked`) and retried when more commits arrive; a commit whose
+signer's DID cannot be fetched now is parked and retried every round. Anything else refused is
+logged and dropped (never stored).
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from identity_hub.commits.service import CommitService
 from identity_hub.commits.verify import verify_commit
 from identity_hub.did import DidResolver
-from identity_hub.errors import BadRequest, HubError, PermissionsRequired, TemporarilyUnavailable
+from identity_hub.errors import (
+    BadRequest,
+    HubError,
+    MissingDependencies,
+    PermissionsRequired,
+    TemporarilyUnavailable,
+)
 from identity_hub.permissions import index
 from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE, parse_grant
 from identity_hub.permissions.scope import GRANTABLE_INTERFACES
@@ -109,9 +117,13 @@ class Receiver:
         try:
             result = await self.commits.write(owner, commit, self._authorize(owner, commit),
                                               payload=payload)
-        except _Park as park:
-            await peers.park(self.db, owner, commit.rev, wire, str(park))
-            logger.info("sync: parked commit %s of %s: %s", commit.rev[:12], owner[:60], park)
+        except (_Park, MissingDependencies, TemporarilyUnavailable) as park:
+            # A missing grant, an automerge change whose dependencies are not here yet (a
+            # commit parked itself, or a peer that sends commits out of order), or the automerge
+            # engine down for a moment: kept to retry.
+            reason = str(park) if isinstance(park, _Park) else park.message
+            await peers.park(self.db, owner, commit.rev, wire, reason)
+            logger.info("sync: parked commit %s of %s: %s", commit.rev[:12], owner[:60], reason)
             return Outcome.PARKED
         except HubError as exc:
             logger.warning("sync: refused commit %s of %s: %s", commit.rev[:12], owner[:60],
@@ -172,11 +184,18 @@ class Receiver:
                              target="commit.payload")
 
     def _authorize(self, owner: str, commit: Commit) -> Any:
-        """The precondition run under the owner's lock: a non-owner's grant at committed_at."""
-        if commit.signer == owner:
+        """The precondition run under the owner's lock: an automerge update after its object's
+        create (it can only be merged, so checked, with the create's payload); a non-owner's
+        grant at committed_at."""
+        merged_later = commit.commit_strategy == "automerge" and commit.operation == "update"
+        if commit.signer == owner and not merged_later:
             return None
 
         async def check(conn: AsyncConnection, oid: int, row: Any) -> None:
+            if merged_later and (row is None or not row.has_create):
+                raise _Park("an automerge update waits for its object's create")
+            if commit.signer == owner:
+                return
             if commit.interface not in GRANTABLE_INTERFACES:
                 raise PermissionsRequired("only the owner writes this interface",
                                           target="commit")

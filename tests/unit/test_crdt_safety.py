@@ -17,7 +17,7 @@ import pytest
 from identity_hub.commits.fold import _crdt_worker
 from identity_hub.commits.fold.crdt import AutomergeEngine, CrdtError, CrdtLimits
 from identity_hub.commits.fold.crdt_chunks import MAGIC, ChunkError, _uleb, parse_payload
-from tests.unit import test_crdt_forge as forge  # noqa: E402  (shared helpers)
+from tests.support import automerge_forge as forge  # noqa: E402  (shared helpers)
 
 VECTORS: list[dict[str, Any]] = forge.load_vectors()
 DOC_VECTOR = VECTORS[0]

@@ -12,7 +12,7 @@ import pytest
 
 from identity_hub.commits.fold.crdt import AutomergeEngine, CrdtError, canonical_order
 from identity_hub.commits.fold.crdt_chunks import parse_payload
-from tests.unit import test_crdt_forge as forge  # noqa: E402  (shared helpers)
+from tests.support import automerge_forge as forge  # noqa: E402  (shared helpers)
 
 VECTORS: list[dict[str, Any]] = forge.load_vectors()
 # Measured with automerge 0.1.2: the 6 vectors that differ all have 2-3 concurrent writers setting

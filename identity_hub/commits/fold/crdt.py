@@ -64,7 +64,17 @@ _REASONS = {
 
 
 class CrdtError(Exception):
-    """An automerge payload or fold was refused; the message is safe to show a client."""
+    """An automerge payload or fold was refused; the message is safe to show a client.
+
+    `reason` is a word: ``deps`` when a change's dependencies are not among the payloads (or,
+    when documents are involved and the binding cannot tell, a change is malformed): a replica
+    may hold them later; ``load``, ``depth``, ``size``, ``type``, ``limit`` or ``engine``
+    otherwise.
+    """
+
+    def __init__(self, message: str, reason: str = "load") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -139,7 +149,7 @@ class _WorkerProcess:
             )
         except OSError as exc:
             logger.error("automerge worker %d could not start: %s", self.index, exc)
-            raise CrdtError("automerge engine is unavailable") from None
+            raise CrdtError("automerge engine is unavailable", "engine") from None
         logger.debug("automerge worker %d started (pid %d)", self.index, self.proc.pid)
         return self.proc
 
@@ -177,7 +187,7 @@ class _WorkerProcess:
             except TimeoutError:
                 logger.warning("automerge worker %d timed out; replacing it", self.index)
                 await self.replace()
-                raise CrdtError("automerge fold timed out") from None
+                raise CrdtError("automerge fold timed out", "limit") from None
             except (ConnectionError, asyncio.IncompleteReadError) as exc:
                 await self.replace(grace=0.5)
                 logger.warning(
@@ -193,7 +203,7 @@ class _WorkerProcess:
                 # Cancelled mid-exchange: the pipe is out of step, so this worker cannot be reused.
                 await self.stop()
                 raise
-        raise CrdtError("automerge engine is unavailable")
+        raise CrdtError("automerge engine is unavailable", "engine")
 
     async def replace(self, grace: float = 0.0) -> None:
         """Stop this worker and start its successor now, so the next request does not wait."""
@@ -341,7 +351,7 @@ class AutomergeEngine:
     # -- internals -------------------------------------------------------------------------
     def _check_sizes(self, payloads: Sequence[bytes]) -> None:
         if self._closed:
-            raise CrdtError("automerge engine is closed")
+            raise CrdtError("automerge engine is closed", "engine")
         if not payloads:
             raise CrdtError("no automerge payloads to fold")
         total = 0
@@ -349,10 +359,10 @@ class AutomergeEngine:
             if not isinstance(data, (bytes, bytearray)):
                 raise CrdtError("automerge payload must be bytes")
             if len(data) > self.limits.max_payload_bytes:
-                raise CrdtError("automerge payload is too large")
+                raise CrdtError("automerge payload is too large", "limit")
             total += len(data)
         if total > self.limits.max_total_bytes:
-            raise CrdtError("automerge payloads are too large in total")
+            raise CrdtError("automerge payloads are too large in total", "limit")
 
     async def _parse(self, payloads: Sequence[bytes]) -> list[PayloadInfo]:
         self._check_sizes(payloads)
@@ -373,7 +383,8 @@ class AutomergeEngine:
         except ChunkError as exc:
             raise CrdtError(str(exc)) from None
         if plan.external_deps and not plan.documents:
-            raise CrdtError("automerge change depends on changes that are not in earlier commits")
+            raise CrdtError("automerge change depends on changes that are not in earlier commits",
+                            "deps")
         header = {
             "op": "fold",
             "documents": len(plan.documents),
@@ -389,7 +400,7 @@ class AutomergeEngine:
 
     def _pick(self, cache_key: str | None) -> _WorkerProcess:
         if self._closed:
-            raise CrdtError("automerge engine is closed")
+            raise CrdtError("automerge engine is closed", "engine")
         if cache_key is not None:
             index = int.from_bytes(hashlib.sha256(cache_key.encode()).digest()[:4], "big")
             return self._workers[index % len(self._workers)]
@@ -401,7 +412,9 @@ class AutomergeEngine:
 
     def _answer(self, status: int, body: bytes) -> dict[str, Any]:
         if status == _ERROR:
-            raise CrdtError(_REASONS.get(body.decode("ascii", "replace"), _REASONS["load"]))
+            word = body.decode("ascii", "replace")
+            word = word if word in _REASONS else "load"
+            raise CrdtError(_REASONS[word], word)
         if status != _OK:
             raise CrdtError(_REASONS["load"])
 
