@@ -132,7 +132,7 @@ def postgres() -> Iterator[Postgres]:
 class StatementCounter:
     """Counts what a database is sent while active: SQLAlchemy's statements and the statements
     identity_hub.storage.driver runs on the driver connection (one per round trip: a BEGIN sent
-    with the nonce insert counts once on PostgreSQL), and pool checkouts.
+    with the nonce insert, and the tenant check, counts once on PostgreSQL), and pool checkouts.
 
         with StatementCounter(db.engine) as counter: ...
         counter.statements, counter.checkouts
@@ -168,7 +168,7 @@ class StatementCounter:
 
         sa.event.listen(self.engine, "before_cursor_execute", self._on_statement)
         sa.event.listen(self.engine.pool, "checkout", self._on_checkout)
-        for name in ("fetch", "fetchrow", "control", "begin_insert"):
+        for name in ("fetch", "fetchrow", "control", "begin_insert", "begin_insert_probe"):
             self._wrap(driver.AsyncpgDriver, name)
         for name in ("fetch", "control"):  # its fetchrow and begin_insert call these
             self._wrap(driver.SqliteDriver, name)

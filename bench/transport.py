@@ -224,8 +224,9 @@ def ceiling_fns(req: Requester, body: bytes, token: str, payload: bytes, pipelin
     req_pub = opened.requester_key.crypto_key
     s_kid, s_family, s_key = pipeline.keys.signer(RESPONSE_SIGNER[opened.requester_key.key_family])
     compat = recipient.key_family == "RSA"
+    t_kid = crypto.parse_compact_jws(token).header["kid"]  # the hub key's #fragment
     t_family, t_priv = pipeline.keys.private(  # type: ignore[misc]
-        crypto.parse_compact_jws(token).header["kid"])
+        rt.identity.did + t_kid if t_kid.startswith("#") else t_kid)
     t_pub = t_priv.public_key()
     commit = json.loads(opened.payload)["commit"]
     hub_did = rt.identity.did

@@ -54,6 +54,7 @@ class KeyRing:
         self._public: dict[str, Any] = {}
         # token -> (sub, aud, exp in µs) of tokens whose signature verified, oldest first
         self._tokens: dict[str, tuple[Any, Any, int]] = {}
+        self._hub_digest: tuple[str, str] | None = None
 
     def public(self, kid: str) -> tuple[str, Any] | None:
         """(family, public key) of a hub key (deriving an Ed25519 public key costs a scalar
@@ -65,6 +66,12 @@ class KeyRing:
         if public is None:
             public = self._public[kid] = pair[1].public_key()
         return pair[0], public
+
+    def hub_digest(self, hub_did: str) -> str:
+        """`did_digest(hub_did)`, computed once."""
+        if self._hub_digest is None or self._hub_digest[0] != hub_did:
+            self._hub_digest = (hub_did, did_digest(hub_did))
+        return self._hub_digest[1]
 
     def verified_token(self, token: str) -> tuple[Any, Any, int] | None:
         """(sub, aud, exp) of a token this ring verified before."""
@@ -176,19 +183,30 @@ def nonce_digest(requester: str, nonce: str) -> str:
 
 # --- access tokens ------------------------------------------------------------------------------
 
+def did_digest(did: str) -> str:
+    """How a token names the hub's DID: base64url SHA-256 (a long-form did:ion is ~1.4 KB; the
+    token travels in every request's header)."""
+    return crypto.b64url_encode(hashlib.sha256(did.encode()).digest())
+
+
 def issue_token(keys: KeyRing, opened: OpenedRequest, hub_did: str, lifetime: int) -> str:
     """A did-access-token: a JWS by a hub key over {sub, aud, iat, exp, jti}.
 
-    Times are ISO-8601 strings, as the 2019 clients' tokens carry them; the clients treat the
-    token as opaque. It is bound to the requester DID (`sub`) and to this hub (`aud`).
+    Bound to the requester DID (`sub`, as the reference hub's tokens carry it) and to this hub
+    (`aud`, as its `did_digest`); the header's `kid` is the hub key's fragment (`#...`, relative
+    to the hub DID), so that the token stays small with a long-form did:ion hub. Times are
+    ISO-8601 strings, as the 2019 clients' tokens carry them; the clients treat the token as
+    opaque.
     """
     now = time.time_ns() // 1000
-    claims = {"sub": opened.requester, "aud": hub_did, "iat": format_time(now),
-              "exp": format_time(now + lifetime * 1_000_000), "jti": secrets.token_urlsafe(12)}
+    claims = {"sub": opened.requester, "aud": did_digest(hub_did),
+              "iat": format_time(now), "exp": format_time(now + lifetime * 1_000_000),
+              "jti": secrets.token_urlsafe(12)}
     families = ("RSA", "Ed25519") if opened.requester_key.key_family == "RSA" else ("Ed25519",)
     kid, family, key = keys.signer(families)
+    fragment = kid[len(hub_did):] if kid.startswith(hub_did + "#") else kid
     return crypto.sign_compact_jws(json.dumps(claims, separators=(",", ":")).encode(),
-                                   {"kid": kid}, family, key)
+                                   {"kid": fragment}, family, key)
 
 
 def verify_token(token: str, keys: KeyRing, requester: str, hub_did: str) -> None:
@@ -197,19 +215,21 @@ def verify_token(token: str, keys: KeyRing, requester: str, hub_did: str) -> Non
     """
     known = keys.verified_token(token)
     if known is None:
-        known = _verify_token_signature(token, keys)
+        known = _verify_token_signature(token, keys, hub_did)
         keys.remember_token(token, *known)
     sub, aud, expires = known
-    if sub != requester or aud != hub_did:
+    if sub != requester or aud != keys.hub_digest(hub_did):
         raise _fail("token for another requester or hub")
     if time.time_ns() // 1000 > expires:
         raise _fail("token expired")
 
 
-def _verify_token_signature(token: str, keys: KeyRing) -> tuple[Any, Any, int]:
+def _verify_token_signature(token: str, keys: KeyRing, hub_did: str) -> tuple[Any, Any, int]:
     try:
         parsed: ParsedJws = crypto.parse_compact_jws(token)
         kid = parsed.header.get("kid")
+        if isinstance(kid, str) and kid.startswith("#"):
+            kid = hub_did + kid
         pair = keys.public(kid) if isinstance(kid, str) else None
         if pair is None:
             raise _fail("token kid is not a hub key")

