@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from identity_hub.protocol.commit import compute_rev
 from identity_hub.sync import peers
 from identity_hub.sync.puller import pull_peer
 from identity_hub.sync.receiver import Outcome
 from tests.integration.test_sync import ok, two_nodes
+from tests.integration.test_sync import parse_rev as rev
 from tests.support import automerge_forge as forge
 from tests.support.actors import Actor
 from tests.support.sync import Node, commit_revs, make_identities, materialized, pull, sync_grant
@@ -55,10 +55,6 @@ def am(actor: Actor, payload: bytes, object_id: str | None = None) -> dict[str, 
 
 async def data(node: Node, owner: str, object_id: str) -> Any:
     return (await materialized(node, owner))[object_id][13]  # the `data` column
-
-
-def rev(wire: dict[str, Any]) -> str:
-    return compute_rev(wire["protected"], wire["payload"])
 
 
 async def test_two_devices_on_two_hubs_converge_to_the_merge(pair: list[Node], alice: Actor

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from identity_hub.client import HubErrorResponse
-from identity_hub.commits.fold.crdt_chunks import _uleb, parse_payload
+from identity_hub.commits.fold.crdt_chunks import parse_payload
 from identity_hub.commits.refold import refold
 from identity_hub.storage.tables import commits
 from tests.support import automerge_forge as forge
@@ -78,19 +78,11 @@ class _Device:
         infos = [parse_payload(p) for p in held]
         hashes = set().union(*(i.hashes for i in infos))
         heads = sorted(hashes - set().union(*(i.deps for i in infos)))
-        seq = 1 + sum(1 for p in held if _actor(p) == actor)
+        seq = 1 + sum(1 for p in held if forge.actor(p) == actor)
         start = 1 + max((self.last_op[h] for h in hashes), default=0)
         chunk = forge.change_chunk(ops, actor=actor, seq=seq, start_op=start, deps=heads)
         self.last_op[forge.change_hash(chunk)] = start + len(ops) - 1
         return chunk
-
-
-def _actor(chunk: bytes) -> bytes:
-    _, pos = _uleb(chunk, 9)  # past magic, checksum, type: the body length
-    ndeps, pos = _uleb(chunk, pos)
-    pos += 32 * ndeps
-    length, pos = _uleb(chunk, pos)
-    return chunk[pos:pos + length]
 
 
 async def _payloads(node: Node, object_id: str) -> list[bytes]:

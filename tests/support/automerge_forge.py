@@ -187,13 +187,25 @@ def playlist_history(n: int, actor: bytes = b"\x22" * 16) -> list[bytes]:
     return out
 
 
-def start_op(chunk: bytes) -> int:
-    """The start op counter in a change chunk's header."""
+def _actor_at(chunk: bytes) -> tuple[bytes, int]:
+    """The actor of a change chunk and the offset just past it (magic, checksum, type, body
+    length, deps, then the actor)."""
     _, pos = _uleb(chunk, 9)
     ndeps, pos = _uleb(chunk, pos)
     pos += 32 * ndeps
     actor_len, pos = _uleb(chunk, pos)
-    _, pos = _uleb(chunk, pos + actor_len)  # seq
+    return chunk[pos:pos + actor_len], pos + actor_len
+
+
+def actor(chunk: bytes) -> bytes:
+    """The actor id in a change chunk's header."""
+    return _actor_at(chunk)[0]
+
+
+def start_op(chunk: bytes) -> int:
+    """The start op counter in a change chunk's header."""
+    _, pos = _actor_at(chunk)
+    _, pos = _uleb(chunk, pos)  # seq
     return _uleb(chunk, pos)[0]
 
 
