@@ -8,8 +8,10 @@ Relationship policy (did-methods.md §0.2, and the 2019 documents of protocol §
   relationships that list it (by reference or embedded). A key in no relationship is unusable.
 * A document with **no** relationship array at all (what the 2019 JS clients and universal
   resolvers of that era produce: only `publicKey`): every listed key counts as `authentication`
-  and `assertionMethod` unless its JWK `use` is `"enc"`, and as `keyAgreement` (RSA, X25519 and EC
-  keys only, never Ed25519) unless its JWK `use` is `"sig"`.
+  and `assertionMethod` *whatever its JWK `use`*, and as `keyAgreement` (RSA, X25519 and EC keys
+  only, never Ed25519) unless its JWK `use` is `"sig"`. The 2019 tooling (did-auth-jose 0.1.11+,
+  the ION/Sidetree test documents) publishes one RSA key with `"use": "enc"` and hub-sdk-js 0.1.2
+  signs its requests with that same key (the reference hub accepted it).
 * Whatever the document says, an X25519 key never verifies signatures and an Ed25519 key is never
   used for key agreement (`VerificationKey.can_sign` / `can_encrypt`).
 
@@ -131,9 +133,7 @@ def _legacy_relationships(method: dict[str, Any]) -> frozenset[str]:
     if family is None:
         lowered = str(method.get("type", "")).lower()
         family = "RSA" if "rsa" in lowered else ("secp256k1" if "secp256k1" in lowered else None)
-    rels: set[str] = set()
-    if use != "enc":
-        rels |= {"authentication", "assertionMethod"}
+    rels: set[str] = {"authentication", "assertionMethod"}  # whatever `use` says (module doc)
     if use != "sig" and family in _AGREEMENT_FAMILIES:
         rels.add("keyAgreement")
     return frozenset(rels)

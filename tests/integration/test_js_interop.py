@@ -51,10 +51,14 @@ pytestmark = [
 # so it answers ES256K requesters with ES256K (DER-encoded, as ec-key verifies).
 SCENARIOS = {
     "hub-sdk-js-rsa": ("hub-sdk-js", "RSA", "ion"),
+    "hub-sdk-js-rsa-use-enc": ("hub-sdk-js", "RSA", "ion"),
     "did-auth-jose-rsa": ("did-auth-jose", "RSA", "ion"),
     "did-auth-jose-es256k": ("did-auth-jose", "secp256k1", "ion"),
     "did-auth-jose-es256k-hub-k1": ("did-auth-jose", "secp256k1", "web-k1"),
 }
+# Documents made by the 2019 tooling (did-auth-jose 0.1.11+, the ION/Sidetree test documents): the
+# one RSA key says JWK `use: "enc"`, and hub-sdk-js 0.1.2 signs its requests with it.
+USE_ENC_SCENARIOS = frozenset({"hub-sdk-js-rsa-use-enc"})
 
 
 # --- npm -----------------------------------------------------------------------------------------
@@ -103,9 +107,10 @@ class JsRequester:
         entries: list[dict[str, Any]] = []
         if sdk == "hub-sdk-js":
             # hub-sdk-js 0.1.2 (did-auth-jose 0.1.9): one RSA key that signs the request and
-            # receives the response; no `use` - what 2019 DID documents looked like.
+            # receives the response; no `use`, or `use: "enc"` (USE_ENC_SCENARIOS).
             key = jwk.JWK.generate(kty="RSA", size=2048)
-            self.kid, self.private = self._rsa_entry(entries, key, "key-1", use=None)
+            use = "enc" if scenario in USE_ENC_SCENARIOS else None
+            self.kid, self.private = self._rsa_entry(entries, key, "key-1", use=use)
             self.encryption: dict[str, Any] | None = None
         else:
             # did-auth-jose 0.1.14 signs only with a key whose JWK `use` is "sig", and expects the
@@ -236,6 +241,8 @@ async def test_2019_js_client_session(interop_modules: pathlib.Path, hub: Runnin
 
     result = await run_driver(who.driver_config(hub, f"http://{resolver_server.host}", sdk))
 
+    if scenario in USE_ENC_SCENARIOS:
+        assert who.document["publicKey"][0]["publicKeyJwk"]["use"] == "enc"
     assert result["ok"] is True and result["sdk"] == sdk and result["did"] == who.did
     expected_versions = ({"hub-sdk-js": "0.1.2", "did-auth-jose": "0.1.9",
                           "did-common-typescript": "0.1.4"} if sdk == "hub-sdk-js"

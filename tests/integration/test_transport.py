@@ -19,7 +19,7 @@ from identity_hub.client import HubClient, HubClientError, HubErrorResponse
 from identity_hub.did import DidResolver, ResolverConfig
 from identity_hub.storage import store
 from identity_hub.storage.tables import commits
-from tests.support.identities import Identity, b64u, identity_for
+from tests.support.identities import Identity, b64u, identity_for, legacy_rsa
 from tests.support.servers import RunningHub, UniversalResolver, running_hub
 
 FAMILIES = ["Ed25519", "secp256k1", "P-256", "RSA"]
@@ -77,6 +77,37 @@ async def test_crud_through_the_encrypted_url(hub: RunningHub, resolver_server: 
             await client.update(object_id + "0", PLAYLIST)
         assert err.value.error_code == "not_found"
     await client.resolver.aclose()
+
+
+async def test_a_2019_document_whose_one_rsa_key_says_use_enc(
+        hub: RunningHub, resolver_server: UniversalResolver) -> None:
+    """did-auth-jose 0.1.11+ and the ION/Sidetree test documents publish one RSA key with JWK
+    `use: "enc"` and no relationships; hub-sdk-js 0.1.2 signs with it (RS256 request, RSA-OAEP
+    to the hub's RSA key). The hub accepts the request and the commit, and answers to that key."""
+    from identity_hub.crypto import b64url_decode
+    from identity_hub.storage.tables import owners
+
+    who = legacy_rsa(use="enc")
+    assert who.document is not None
+    assert who.document["publicKey"][0]["publicKeyJwk"]["use"] == "enc"
+    resolver_server.add(who.document)
+    await store.add_tenant(hub.runtime.db, who.did)
+    resolver = DidResolver(ResolverConfig(universal_resolver=f"http://{resolver_server.host}",
+                                          allow_hosts=frozenset({resolver_server.host})))
+    async with HubClient(hub.url, who.did, who.keys, resolver=resolver,
+                         compat_2019=True) as client:
+        object_id = await client.create(PLAYLIST)
+        [obj] = await client.query_objects(context="https://schema.org", type_="MusicPlaylist",
+                                           include_data=True)
+        assert obj["id"] == object_id and obj["data"] == PLAYLIST
+    await resolver.aclose()
+    async with hub.runtime.db.read() as conn:
+        rows = (await conn.execute(
+            sa.select(commits.c.signer, commits.c.protected).join(
+                owners, owners.c.id == commits.c.owner_id).where(owners.c.did == who.did))).all()
+    [row] = rows
+    assert row.signer == who.did
+    assert json.loads(b64url_decode(row.protected))["kid"] == who.kid
 
 
 async def test_the_access_token_is_small_and_bound_to_requester_and_hub(

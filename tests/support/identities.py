@@ -70,12 +70,15 @@ def did_jwk(family: str) -> Identity:
     return Identity(did, [(did + "#0", key)], family=family)
 
 
-def legacy_rsa() -> Identity:
-    """A 2019-style DID: one RSA key that signs and receives (no relationships, no `use`)."""
+def legacy_rsa(use: str | None = None) -> Identity:
+    """A 2019-style DID: one RSA key that signs and receives (no relationships, no `use`; with
+    `use="enc"`, what did-auth-jose 0.1.11+ and the ION/Sidetree test documents published)."""
     did = f"did:test:{uuid.uuid4().hex}"
     key = jwk.JWK.generate(kty="RSA", size=2048)
     public = json.loads(key.export_public())
     public["kid"] = "key-1"
+    if use is not None:
+        public["use"] = use
     doc = {"@context": "https://w3id.org/did/v1", "id": did,
            "publicKey": [{"id": f"{did}#key-1", "type": "RsaVerificationKey2018",
                           "controller": did, "publicKeyJwk": public}]}

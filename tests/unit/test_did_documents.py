@@ -65,18 +65,40 @@ async def test_legacy_2019_document_policy(resolver: DidResolver) -> None:
     assert "publicKey" not in doc
     ids = [m["id"] for m in doc["verificationMethod"]]
     assert ids == [f"{did}#key-1", f"{did}#key-enc", f"{did}#key-sig", f"{did}#key-ed"]
-    # no `use`: both; use enc: key agreement only; use sig: signing only; Ed25519: never encrypts
+    # every key signs, whatever its `use` (the 2019 tooling signs with its one `use: "enc"` RSA
+    # key); use sig: signing only; Ed25519: never encrypts
     assert [k.id for k in await resolver.keys(did, "sign")] == \
-        [f"{did}#key-1", f"{did}#key-sig", f"{did}#key-ed"]
+        [f"{did}#key-1", f"{did}#key-enc", f"{did}#key-sig", f"{did}#key-ed"]
     assert [k.id for k in await resolver.keys(did, "encrypt")] == [f"{did}#key-1", f"{did}#key-enc"]
-    with pytest.raises(KeyNotAuthorized):
-        await resolver.key(f"{did}#key-enc", "sign")
+    enc = await resolver.key(f"{did}#key-enc", "sign")
+    assert enc.use == "enc" and enc.relationships >= {"authentication", "assertionMethod"}
     with pytest.raises(KeyNotAuthorized):
         await resolver.key(f"{did}#key-sig", "encrypt")
     k1 = await resolver.key(f"{did}#key-sig")
     assert k1.key_family == "secp256k1" and k1.public_jwk["crv"] == "secp256k1"
     assert k1.use == "sig" and "use" not in k1.jwk.export_public(as_dict=True)
     assert isinstance(k1.crypto_key, ec.EllipticCurvePublicKey)
+
+
+async def test_a_use_enc_key_signs_only_where_the_document_has_no_relationships(
+        resolver: DidResolver) -> None:
+    """The 2019 `use: "enc"` leniency is for documents without relationships; where a document
+    has them (even a 2019 one, with `publicKey`), they decide."""
+    did = "did:test:rels-2019"
+    key = {"id": "#key-1", "type": "RsaVerificationKey2018",
+           "publicKeyJwk": public_dict(RSA_KEY) | {"kid": "key-1", "use": "enc"}}
+    resolver.add_static({"id": did, "publicKey": [key],
+                         "keyAgreement": ["#key-1"]})
+    with pytest.raises(KeyNotAuthorized):
+        await resolver.key(f"{did}#key-1", "sign")
+    assert (await resolver.key(f"{did}#key-1", "encrypt")).use == "enc"
+    listed = "did:test:rels-2019-auth"
+    resolver.add_static({"id": listed, "publicKey": [key],
+                         "authentication": [{"type": "RsaSignatureAuthentication2018",
+                                             "publicKey": "#key-1"}]})
+    assert (await resolver.key(f"{listed}#key-1", "sign")).relationships == {"authentication"}
+    with pytest.raises(KeyNotAuthorized):
+        await resolver.key(f"{listed}#key-1", "encrypt")
 
 
 async def test_relationships_decide_when_present(resolver: DidResolver) -> None:
