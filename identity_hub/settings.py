@@ -47,8 +47,8 @@ SETTINGS: tuple[Setting, ...] = (
             "answers on."),
     Setting("open_tenancy", bool, False, "Serve any owner DID that authenticates, not only the "
             "registered tenants (development and public hubs)."),
-    Setting("clock_skew_seconds", int, 300, "How far a commit's committed_at may lie from the "
-            "hub's clock."),
+    Setting("clock_skew_seconds", int, 300, "How far a commit's committed_at, or the iat of a "
+            "request JWS or access token, may lie from the hub's clock."),
     Setting("page_size", int, 100, "Most objects or commits in one query page."),
     Setting("sync_interval_seconds", float, 60.0, "Anti-entropy: how often each replication "
             "peer is pulled even without a hint (docs/replication.md)."),

@@ -7,6 +7,12 @@ Order of checks on a request, cheapest and least revealing first:
    tokens to unverified requests);
 3. refuse a replayed `did-requester-nonce`; verify the `did-access-token`, or issue one.
 Every failure is the same `AuthenticationFailed` from outside; the reason goes to the log only.
+
+Freshness (`iat`): the 2019 clients put no `iat` in a request JWS (protocol doc §b.3), so none is
+required; one that is present must lie within `clock_skew_seconds` of the hub's clock, in both
+directions, and be a time (a NumericDate, a string of seconds as did-auth-jose writes it, or
+ISO-8601). An access token (the hub's own) must carry an `iat` not later than now + skew and is
+honoured at most `token_lifetime_seconds` + skew after it, whatever its `exp` says.
 """
 
 from __future__ import annotations
@@ -25,10 +31,14 @@ from identity_hub.did import DidError, DidResolver, VerificationKey
 from identity_hub.errors import AuthenticationFailed
 from identity_hub.identity import HubIdentity
 from identity_hub.protocol.commit import format_time, parse_time
+from identity_hub.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 MAX_NONCE_LENGTH = 256
+# The settings' defaults, for callers without settings (bench/); the pipeline passes its own.
+DEFAULT_SKEW_SECONDS = Settings.clock_skew_seconds
+DEFAULT_TOKEN_LIFETIME_SECONDS = Settings.token_lifetime_seconds
 
 # Which hub signing key answers which requester key family, best first. The 2019 clients verify
 # only RS256 and ES256K, so RSA comes before Ed25519 for them.
@@ -131,9 +141,44 @@ def _fail(reason: str) -> AuthenticationFailed:
     return AuthenticationFailed(reason)
 
 
-async def open_request(body: bytes, keys: KeyRing, resolver: DidResolver, limits: Limits
-                       ) -> OpenedRequest:
-    """Decrypt and verify a request body.
+def time_claim_us(value: Any) -> int:
+    """An `iat`/`exp` claim as microseconds since the epoch: a JSON number of seconds
+    (NumericDate), a string of seconds (did-auth-jose's header `iat`), or an ISO-8601 string (the
+    2019 access tokens).
+
+    Raises:
+        ValueError: anything else (a boolean, a non-finite or absurd number, another string).
+    """
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a time")
+    if isinstance(value, str) and value.isascii() and value.replace(".", "", 1).isdigit():
+        value = float(value)
+    if isinstance(value, int | float):
+        if not -1e11 < value < 1e11:  # NaN and ±inf fail too; 1e11 s is year ~5138
+            raise ValueError("not a plausible NumericDate")
+        return round(value * 1_000_000)
+    return parse_time(value)
+
+
+def check_iat(value: Any, now_us: int, skew_us: int, what: str) -> int:
+    """The `iat` as microseconds, if within `skew_us` of `now_us` in both directions.
+
+    Raises:
+        AuthenticationFailed: malformed, or outside the window.
+    """
+    try:
+        iat = time_claim_us(value)
+    except (ValueError, TypeError, OverflowError):
+        raise _fail(f"{what} iat is not a time") from None
+    if abs(iat - now_us) > skew_us:
+        raise _fail(f"{what} iat outside the clock skew window")
+    return iat
+
+
+async def open_request(body: bytes, keys: KeyRing, resolver: DidResolver, limits: Limits, *,
+                       skew_seconds: int = DEFAULT_SKEW_SECONDS) -> OpenedRequest:
+    """Decrypt and verify a request body; an `iat` in the JWS header must lie within
+    `skew_seconds` of now (none is needed: the 2019 clients send none).
 
     Raises:
         AuthenticationFailed: for any reason (logged, never told to the client).
@@ -161,6 +206,8 @@ async def open_request(body: bytes, keys: KeyRing, resolver: DidResolver, limits
         raise _fail("did-requester-nonce missing")
     if token is not None and not isinstance(token, str):
         raise _fail("did-access-token not a string")
+    if "iat" in header:
+        check_iat(header["iat"], time.time_ns() // 1000, skew_seconds * 1_000_000, "request")
     try:
         key = await resolver.key(requester_kid, "sign")
         crypto.verify_jws(jws, key.key_family, key.crypto_key)
@@ -209,22 +256,32 @@ def issue_token(keys: KeyRing, opened: OpenedRequest, hub_did: str, lifetime: in
                                    {"kid": fragment}, family, key)
 
 
-def verify_token(token: str, keys: KeyRing, requester: str, hub_did: str) -> None:
-    """Raises:
-        AuthenticationFailed: bad signature, not a hub key, another requester or hub, expired.
+def verify_token(token: str, keys: KeyRing, requester: str, hub_did: str, *,
+                 skew_seconds: int = DEFAULT_SKEW_SECONDS,
+                 lifetime_seconds: int = DEFAULT_TOKEN_LIFETIME_SECONDS) -> None:
+    """Check a did-access-token: the hub's signature, `sub`, `aud`, and that it is fresh: its
+    `iat` at most `skew_seconds` ahead of now, and now before both `exp` and `iat` +
+    `lifetime_seconds` + `skew_seconds`.
+
+    Raises:
+        AuthenticationFailed: bad signature, not a hub key, another requester or hub, expired,
+            `iat` missing, malformed, in the future or too old.
     """
     known = keys.verified_token(token)
     if known is None:
-        known = _verify_token_signature(token, keys, hub_did)
+        known = _verify_token_signature(token, keys, hub_did, skew_seconds * 1_000_000,
+                                        lifetime_seconds * 1_000_000)
         keys.remember_token(token, *known)
     sub, aud, expires = known
     if sub != requester or aud != keys.hub_digest(hub_did):
         raise _fail("token for another requester or hub")
     if time.time_ns() // 1000 > expires:
-        raise _fail("token expired")
+        raise _fail("token expired (its exp, or iat + lifetime + skew, has passed)")
 
 
-def _verify_token_signature(token: str, keys: KeyRing, hub_did: str) -> tuple[Any, Any, int]:
+def _verify_token_signature(token: str, keys: KeyRing, hub_did: str, skew_us: int,
+                            lifetime_us: int) -> tuple[Any, Any, int]:
+    """(sub, aud, the time until which the token is honoured) of a token signed by a hub key."""
     try:
         parsed: ParsedJws = crypto.parse_compact_jws(token)
         kid = parsed.header.get("kid")
@@ -241,9 +298,12 @@ def _verify_token_signature(token: str, keys: KeyRing, hub_did: str) -> tuple[An
         raise _fail("token claims")
     try:
         expires = parse_time(claims.get("exp"))  # type: ignore[arg-type]
-    except (ValueError, TypeError):
-        raise _fail("token exp") from None
-    return claims.get("sub"), claims.get("aud"), expires
+        issued = time_claim_us(claims.get("iat"))
+    except (ValueError, TypeError, OverflowError):
+        raise _fail("token exp or iat") from None
+    if issued > time.time_ns() // 1000 + skew_us:
+        raise _fail("token iat in the future")
+    return claims.get("sub"), claims.get("aud"), min(expires, issued + lifetime_us + skew_us)
 
 
 # --- responses -----------------------------------------------------------------------------------

@@ -41,13 +41,16 @@ class Pipeline:
     async def handle(self, body: bytes) -> tuple[int, str, bytes]:
         settings = self.rt.settings
         try:
-            opened = await open_request(body, self.keys, self.rt.resolver, self.limits)
+            opened = await open_request(body, self.keys, self.rt.resolver, self.limits,
+                                        skew_seconds=settings.clock_skew_seconds)
             if opened.token is None:
                 payload = issue_token(self.keys, opened, self.rt.identity.did,
                                       settings.token_lifetime_seconds).encode("ascii")
                 await self._register_nonce(opened)
             else:
-                verify_token(opened.token, self.keys, opened.requester, self.rt.identity.did)
+                verify_token(opened.token, self.keys, opened.requester, self.rt.identity.did,
+                             skew_seconds=settings.clock_skew_seconds,
+                             lifetime_seconds=settings.token_lifetime_seconds)
                 # The nonce is consumed in the request's own transaction (storage/unit.py): a
                 # replay is refused at the request's first database access, or when it ends.
                 try:

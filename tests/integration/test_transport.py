@@ -354,3 +354,78 @@ async def test_the_client_caps_what_it_reads() -> None:
     finally:
         await client.aclose()
         await server.close()
+
+
+def hub_signed_token(hub: RunningHub, who: Identity, iat: Any, exp_us: int) -> str:
+    """A token the hub's own key signed, with the `iat` given (as is) and `exp` at `exp_us`."""
+    from identity_hub import crypto
+    from identity_hub.auth.envelope import did_digest
+    from identity_hub.protocol.commit import format_time
+
+    kid, key = hub.runtime.identity.signing_key("Ed25519")
+    family, private = crypto.private_key_from_jwk(key)
+    claims = {"sub": who.did, "aud": did_digest(hub.did), "iat": iat, "exp": format_time(exp_us)}
+    return crypto.sign_compact_jws(json.dumps(claims).encode(), {"kid": kid}, family, private)
+
+
+async def nonce_count(hub: RunningHub) -> int:
+    from identity_hub.storage.tables import nonces
+
+    async with hub.runtime.db.read() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(nonces))).scalar()
+                   or 0)
+
+
+async def test_iat_outside_the_clock_skew_window_is_refused(
+        hub: RunningHub, resolver_server: UniversalResolver) -> None:
+    """An `iat` in a request JWS (the 2019 clients send none; absent is fine) or in an access
+    token must lie within `clock_skew_seconds` of the hub's clock: years in the past or the
+    future is the plain 401 of every authentication failure, and nothing is stored."""
+    from identity_hub.protocol.commit import format_time
+
+    who = await enrol(hub, resolver_server, "Ed25519")
+    token = await token_for(hub, who, resolver_server)
+    skew = hub.settings.clock_skew_seconds
+    now = int(time.time())
+    now_us = time.time_ns() // 1000
+    year = 365 * 86_400
+
+    def body(token: str | None = token, **header: Any) -> bytes:
+        h = {"did-requester-nonce": str(uuid.uuid4()), "kid": who.kid, **header}
+        if token is not None:
+            h["did-access-token"] = token
+        return encrypted(hub, signed(who, write_request(hub, who), h).encode())
+
+    nonces_before = await nonce_count(hub)
+    refused = {
+        "request iat 10 years ago": body(iat=now - 10 * year),
+        "request iat 10 years ahead": body(iat=now + 10 * year),
+        "request iat just past the window": body(iat=now - skew - 60),
+        "request iat just ahead of the window": body(iat=now + skew + 60),
+        "request iat 3 years ago, as did-auth-jose writes it": body(iat=str(now - 3 * year)),
+        "request iat ISO-8601, 3 years ahead": body(iat=format_time(now_us + 3 * year * 10**6)),
+        "request iat not a time": body(iat="yesterday"),
+        "request iat a boolean": body(iat=True),
+        "handshake iat 10 years ago": body(None, iat=now - 10 * year),
+        "handshake iat 10 years ahead": body(None, iat=now + 10 * year),
+        "token iat 10 years ago, exp ahead": body(hub_signed_token(
+            hub, who, format_time(now_us - 10 * year * 10**6), now_us + 300 * 10**6)),
+        "token iat 10 years ahead": body(hub_signed_token(
+            hub, who, format_time(now_us + 10 * year * 10**6), now_us + 11 * year * 10**6)),
+        "token without iat": body(hub_signed_token(hub, who, None, now_us + 300 * 10**6)),
+    }
+    for name, request in refused.items():
+        status, answer, _ = await post(hub, request)
+        assert status == 401, (name, status, answer[:200])
+        assert json.loads(answer) == {"error_code": "authentication_failed"}, name
+    assert await commit_count(hub) == 0
+    assert await nonce_count(hub) == nonces_before
+
+    # a current iat is accepted, in each form; so is none, and a fresh hub token with its iat
+    accepted = [body(iat=now), body(iat=str(now - skew // 2)), body(iat=format_time(now_us)),
+                body(), body(hub_signed_token(hub, who, format_time(now_us), now_us + 300 * 10**6),
+                             iat=now + skew // 2)]
+    for request in accepted:
+        status, answer, _ = await post(hub, request)
+        assert status == 200, answer[:200]
+    assert await commit_count(hub) == len(accepted)
