@@ -62,12 +62,14 @@ def payload_bytes(view: CommitView) -> bytes:
 
 
 def payload_data(view: CommitView) -> Any:
-    """The JSON state a winning basic/lastWriterWins commit gives its object."""
+    """The JSON state a winning basic/lastWriterWins commit gives its object: numbers as a
+    payload's are read when it arrives, and a negative zero (a payload stored before those were
+    refused may hold one) as 0 (docs/protocol.md, "Numbers")."""
     if view.operation == "delete":
         return None
     try:
         raw = base64.urlsafe_b64decode(view.payload + "=" * (-len(view.payload) % 4))
-        return loads_strict(raw)
+        return loads_strict(raw, numbers="stored")
     except (JsonError, ValueError):
         return None
 

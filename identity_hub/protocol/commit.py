@@ -101,13 +101,14 @@ class Commit:
         }
 
     def payload_json(self, max_depth: int = 64) -> Any:
-        """The payload decoded as strict JSON.
+        """The payload decoded as strict JSON, numbers by the payload policy (docs/protocol.md,
+        "Numbers"): a negative zero or a number of 1e40 or more is refused.
 
         Raises:
             BadRequest: target commit.payload.
         """
         try:
-            return loads_strict(self.parsed.payload, max_depth=max_depth)
+            return loads_strict(self.parsed.payload, max_depth=max_depth, numbers="payload")
         except JsonError as exc:
             raise BadRequest(f"Commit payload is not valid JSON: {exc.message}",
                              target="commit.payload") from None

@@ -5,13 +5,25 @@ turns `1e999999` into `inf`, and accepts NUL and lone surrogates that PostgreSQL
 `parse_strict` refuses all of these and bounds the nesting depth; it is the one strict parser of
 the project (request bodies here, JOSE headers in `crypto`, DID documents in `did` wrap it with
 their own error types).
+
+Numbers of a commit payload (docs/protocol.md, "Numbers"), so that the fold, the canonical form
+and every backend hold one value: integer literals are exact (at most 40 digits); other numbers
+are IEEE doubles, as JavaScript reads them. A negative zero (`-0`, `-0.0`, `-0e5`, or `-1e-400`,
+which underflows to it) is refused: PostgreSQL `jsonb` (numeric has no -0), `JSON.stringify` and
+the automerge fold all drop its sign, SQLite's JSON text keeps it. A double of 1e16 or more in
+magnitude (always integral) is the integer its shortest decimal names, as `jsonb` gives it back
+(Python would write "1e+16"); one of 1e40 or more is refused like a 41-digit integer. That is
+`numbers="payload"`; `"stored"` reads a payload stored before these rules alike but with a
+negative zero as 0 (never refusing: the fold cannot refuse a stored commit); `"as_is"` (the
+default: requests, JOSE, DID documents) keeps what Python's `json` reads.
 """
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
-from typing import Any
+from typing import Any, Literal
 
 from identity_hub.errors import BadRequest
 
@@ -37,6 +49,14 @@ def _refuse_constant(name: str) -> Any:
     raise StrictJsonError(f"Non-finite number in JSON: {name}")
 
 
+NumberPolicy = Literal["as_is", "payload", "stored"]
+# Python writes a float of this magnitude or more with an exponent ("1e+16"), and PostgreSQL
+# `jsonb` gives it back as a plain integer ("10000000000000000"); every such double is integral.
+_EXPONENT_FLOATS = 1e16
+_MAX_NUMBER = 10.0**MAX_INT_DIGITS
+NEGATIVE_ZERO_MESSAGE = "Negative zero in JSON (-0, -0.0 or an underflow to it): write 0"
+
+
 def _parse_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -50,12 +70,45 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
-_DECODER = json.JSONDecoder(
-    object_pairs_hook=_no_duplicates,
-    parse_constant=_refuse_constant,
-    parse_float=_parse_float,
-    parse_int=_parse_int,
-)
+def _as_integer(value: float) -> int:
+    """A double of 1e16 or more in magnitude as the integer its shortest decimal names (what
+    PostgreSQL `jsonb` keeps of "1e+16": 10000000000000000)."""
+    return int(decimal.Decimal(repr(value)))
+
+
+def _payload_float(text: str) -> float | int:
+    value = _parse_float(text)
+    if value == 0.0 and text[0] == "-":
+        raise StrictJsonError(NEGATIVE_ZERO_MESSAGE)
+    if abs(value) >= _EXPONENT_FLOATS:
+        if abs(value) >= _MAX_NUMBER:
+            raise StrictJsonError(f"Number too large in JSON (at most {MAX_INT_DIGITS} digits)")
+        return _as_integer(value)
+    return value
+
+
+def _payload_int(text: str) -> int:
+    if text == "-0":
+        raise StrictJsonError(NEGATIVE_ZERO_MESSAGE)
+    return _parse_int(text)
+
+
+def _stored_float(text: str) -> float | int:
+    value = _parse_float(text) + 0.0  # -0.0 + 0.0 is 0.0 (IEEE 754 round-to-nearest)
+    return _as_integer(value) if abs(value) >= _EXPONENT_FLOATS else value
+
+
+def _decoder(parse_float: Any, parse_int: Any) -> json.JSONDecoder:
+    return json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant,
+                            parse_float=parse_float, parse_int=parse_int)
+
+
+# (`-0` as an integer literal is int("-0") == 0 already.)
+_DECODERS: dict[str, json.JSONDecoder] = {
+    "as_is": _decoder(_parse_float, _parse_int),
+    "payload": _decoder(_payload_float, _payload_int),
+    "stored": _decoder(_stored_float, _parse_int),
+}
 
 
 def _bad_string(s: str) -> bool:
@@ -98,9 +151,11 @@ def check_depth_and_strings(value: Any, max_depth: int, *, strings: bool = True)
                 raise StrictJsonError("JSON string contains NUL or a lone surrogate")
 
 
-def parse_strict(data: str | bytes, *, max_depth: int = 64) -> Any:
+def parse_strict(data: str | bytes, *, max_depth: int = 64,
+                 numbers: NumberPolicy = "as_is") -> Any:
     """Parse untrusted JSON: UTF-8, finite numbers, no duplicate keys, bounded depth, strings
-    without NUL or lone surrogates.
+    without NUL or lone surrogates; numbers by `numbers` (module doc: "payload" for a commit
+    payload that arrives, "stored" for one the fold reads back).
 
     Raises:
         StrictJsonError: for anything else.
@@ -111,7 +166,7 @@ def parse_strict(data: str | bytes, *, max_depth: int = 64) -> Any:
         except UnicodeDecodeError:
             raise StrictJsonError("JSON is not valid UTF-8") from None
     try:
-        value = _DECODER.decode(data)
+        value = _DECODERS[numbers].decode(data)
     except StrictJsonError:
         raise
     except RecursionError:
@@ -128,14 +183,15 @@ def parse_strict(data: str | bytes, *, max_depth: int = 64) -> Any:
     return value
 
 
-def loads_strict(data: str | bytes, *, max_depth: int = 64) -> Any:
+def loads_strict(data: str | bytes, *, max_depth: int = 64,
+                 numbers: NumberPolicy = "as_is") -> Any:
     """`parse_strict` for protocol messages.
 
     Raises:
         JsonError: (a BadRequest) for anything malformed.
     """
     try:
-        return parse_strict(data, max_depth=max_depth)
+        return parse_strict(data, max_depth=max_depth, numbers=numbers)
     except StrictJsonError as exc:
         raise JsonError(str(exc)) from None
 
