@@ -2,9 +2,9 @@
 
 Order of checks on a request, cheapest and least revealing first:
 1. parse the compact JWE (size and header rules), find the hub key its `kid` names, decrypt;
-2. parse the inner compact JWS, resolve the requester key its `kid` names (authentication or
-   assertionMethod), verify the signature — *before* any token is issued (the reference issued
-   tokens to unverified requests);
+2. parse the inner compact JWS, check the `iat` of its header if it has one (below), resolve the
+   requester key its `kid` names (authentication or assertionMethod), verify the signature —
+   *before* any token is issued (the reference issued tokens to unverified requests);
 3. refuse a replayed `did-requester-nonce`; verify the `did-access-token`, or issue one.
 Every failure is the same `AuthenticationFailed` from outside; the reason goes to the log only.
 
