@@ -81,19 +81,22 @@ class Authorizer:
         if ctx.is_owner:
             return []
         self.check_write_shape(ctx, commit)
-        jsonld = ctx.hub.jsonld
-        then = self._usable(ctx, commit, row, await index.grants_at(
-            conn, oid, ctx.requester, commit.context, commit.type, commit.operation,
-            commit.committed_at_us, jsonld=jsonld))
+        if not arriving:
+            then = self._usable(ctx, commit, row, await index.grants_at(
+                conn, oid, ctx.requester, commit.context, commit.type, commit.operation,
+                commit.committed_at_us, jsonld=ctx.hub.jsonld))
+            now: list[Any] | None = None
+        else:
+            found = await index.grants_then_and_now(
+                conn, oid, ctx.requester, commit.context, commit.type, commit.operation,
+                commit.committed_at_us, store.now_us(), jsonld=ctx.hub.jsonld)
+            then, now = (self._usable(ctx, commit, row, f) for f in found)
         if not then:
             raise PermissionsRequired(
                 f"No grant lets {ctx.requester[:80]} {commit.operation} this object",
                 target="commit")
-        if not arriving:
+        if now is None:
             return _ids(then)
-        now = self._usable(ctx, commit, row, await index.grants_at(
-            conn, oid, ctx.requester, commit.context, commit.type, commit.operation,
-            store.now_us(), current_only=True, jsonld=jsonld))
         if not now:
             raise PermissionsRequired(
                 f"No grant lets {ctx.requester[:80]} {commit.operation} this object now: the "

@@ -181,27 +181,55 @@ async def after_object_refolded(conn: AsyncConnection, oid: int, object_id: str,
         await reindex_grant(conn, oid, object_id, rows, jsonld=jsonld)
 
 
-def _lookup(operation: str, scoped: bool, current_only: bool) -> sa.Select[Any]:
-    """The lookup statement, with bound parameters: oid, gkey, grantee, at (and skey, iri when
-    `scoped`). Built once per shape, so a check costs one execution."""
-    at = sa.bindparam("at", type_=sa.BigInteger)
-    q = sa.select(grant_versions).where(
-        gv.owner_id == sa.bindparam("oid"), gv.grantee_key == sa.bindparam("gkey"),
-        gv.grantee == sa.bindparam("grantee"), FLAG_COLUMN[operation].is_(True),
+def _in_force(at: Any) -> sa.ColumnElement[bool]:
+    """SQL: a version in force at `at` (its window and the grant's not_before/expires)."""
+    return sa.and_(
         gv.valid_from_us <= at,
         sa.or_(gv.valid_until_us.is_(None), gv.valid_until_us > at),
         sa.or_(gv.not_before_us.is_(None), gv.not_before_us <= at),
         sa.or_(gv.expires_us.is_(None), gv.expires_us > at),
     )
+
+
+def in_force(row: Any, at_us: int) -> bool:
+    """`_in_force` of a grant_versions row, in Python."""
+    return (row.valid_from_us <= at_us
+            and (row.valid_until_us is None or row.valid_until_us > at_us)
+            and (row.not_before_us is None or row.not_before_us <= at_us)
+            and (row.expires_us is None or row.expires_us > at_us))
+
+
+def _base(operation: str, scoped: bool) -> sa.Select[Any]:
+    q = sa.select(grant_versions).where(
+        gv.owner_id == sa.bindparam("oid"), gv.grantee_key == sa.bindparam("gkey"),
+        gv.grantee == sa.bindparam("grantee"), FLAG_COLUMN[operation].is_(True))
     if scoped:
         q = q.where(gv.scope_key == sa.bindparam("skey"), gv.type_iri == sa.bindparam("iri"))
+    return q
+
+
+def _lookup(operation: str, scoped: bool, current_only: bool) -> sa.Select[Any]:
+    """The lookup statement, with bound parameters: oid, gkey, grantee, at (and skey, iri when
+    `scoped`). Built once per shape, so a check costs one execution."""
+    q = _base(operation, scoped).where(_in_force(sa.bindparam("at", type_=sa.BigInteger)))
     if current_only:
         q = q.where(gv.revoked.is_(False))
     return q.order_by(gv.grant_id)
 
 
+def _lookup_then_and_now(operation: str) -> sa.Select[Any]:
+    """One statement for both instants of a client's commit: versions in force at `at`, or in
+    force at `now` and not revoked (bound parameters as `_lookup`'s, and now)."""
+    now = sa.bindparam("now", type_=sa.BigInteger)
+    return _base(operation, True).where(sa.or_(
+        _in_force(sa.bindparam("at", type_=sa.BigInteger)),
+        sa.and_(_in_force(now), gv.revoked.is_(False)),
+    )).order_by(gv.grant_id)
+
+
 _LOOKUPS = {(op, scoped, current): _lookup(op, scoped, current)
             for op in FLAG_COLUMN for scoped in (False, True) for current in (False, True)}
+_LOOKUPS_THEN_AND_NOW = {op: _lookup_then_and_now(op) for op in FLAG_COLUMN}
 
 
 async def grants_at(conn: AsyncConnection, oid: int, grantee: str, context: str | None,
@@ -237,6 +265,21 @@ async def grants_for_iri(conn: AsyncConnection, oid: int, grantee: str, type_iri
         params.update(skey=scope_key(type_iri), iri=type_iri)
     stmt = _LOOKUPS[(operation, scoped, current_only)]
     return list(await conn.execute(stmt, params))
+
+
+async def grants_then_and_now(conn: AsyncConnection, oid: int, grantee: str, context: str,
+                              type_: str, operation: str, at_us: int, now_us: int, *,
+                              jsonld: JsonLd | None = None) -> tuple[list[Any], list[Any]]:
+    """For a commit a client sends: (the versions `grants_at(…, at_us)` finds, the versions
+    `grants_at(…, now_us, current_only=True)` finds), in one lookup."""
+    iri = await grant_type_iri(jsonld, context, type_)
+    if iri is None:
+        return [], []
+    params = {"oid": oid, "gkey": grantee_key(grantee), "grantee": grantee, "at": at_us,
+              "now": now_us, "skey": scope_key(iri), "iri": iri}
+    rows = list(await conn.execute(_LOOKUPS_THEN_AND_NOW[operation], params))
+    return ([r for r in rows if in_force(r, at_us)],
+            [r for r in rows if not r.revoked and in_force(r, now_us)])
 
 
 def grant_ids_naming(oid: int, grantee: str) -> sa.Select[Any]:

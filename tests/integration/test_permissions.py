@@ -469,10 +469,11 @@ async def test_a_check_is_one_index_lookup_whatever_the_number_of_grants(
                      "context": SCHEMA, "type": type_, "rev": f"{i:064x}", "can_read": True})
     async with owner_hub.db.transaction() as conn:
         await conn.execute(sa.insert(grant_versions), rows)
-    for scoped in (True, False):
-        stmt = index._LOOKUPS[("read", scoped, True)]
+    for shape in ("scoped", "all", "then and now"):
+        stmt = (index._LOOKUPS_THEN_AND_NOW["read"] if shape == "then and now"
+                else index._LOOKUPS[("read", shape == "scoped", True)])
         params = {"oid": 7, "gkey": index.grantee_key("did:example:app"),
-                  "grantee": "did:example:app", "at": 5,
+                  "grantee": "did:example:app", "at": 5, "now": 6,
                   "skey": index.scope_key("http://schema.org/Type0"),
                   "iri": "http://schema.org/Type0"}
         async with owner_hub.db.read() as conn:
@@ -480,9 +481,14 @@ async def test_a_check_is_one_index_lookup_whatever_the_number_of_grants(
                                                     compile_kwargs={"literal_binds": True}))
             prefix = "EXPLAIN QUERY PLAN " if owner_hub.db.sqlite else "EXPLAIN "
             plan = " ".join(str(r[-1]) for r in await conn.exec_driver_sql(prefix + sql))
-            found = await index.grants_at(conn, 7, "did:example:app",
-                                          SCHEMA if scoped else None,
-                                          "Type0" if scoped else None, "read", 5,
-                                          current_only=True)
-        assert "ix_grant_versions_lookup" in plan, plan
-        assert len(found) == (1 if scoped else 500)
+            if shape == "then and now":
+                then, now = await index.grants_then_and_now(
+                    conn, 7, "did:example:app", SCHEMA, "Type0", "read", 5, 6)
+                found = then + now
+            else:
+                found = await index.grants_at(conn, 7, "did:example:app",
+                                              SCHEMA if shape == "scoped" else None,
+                                              "Type0" if shape == "scoped" else None, "read", 5,
+                                              current_only=True)
+        assert "ix_grant_versions_lookup" in plan, (shape, plan)
+        assert len(found) == {"scoped": 1, "all": 500, "then and now": 2}[shape]
