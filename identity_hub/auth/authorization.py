@@ -3,9 +3,11 @@
 * The owner (requester == sub) may do everything.
 * Any authenticated DID may read the Profile interface (objects and commits).
 * Everything else needs a PermissionGrant from the owner to the requester for the object's
-  context and type. A grantee's commit is judged by the grants in force at its `committed_at`
-  (a deterministic function of the commits the hub holds); a read is judged at the hub's now by
-  the grants as they are (a revoked grant covers no read, whatever its dates).
+  type, compared by type IRI (every spelling of a context names one type). A grantee's commit
+  is judged by the grants in force at its `committed_at` (a deterministic function of the
+  commits the hub holds) and, when a client sends it, also by the grants as they are at the
+  hub's now; a read is judged at the hub's now by the grants as they are (a revoked grant
+  covers no read, whatever its dates).
 * Grantees never write the Permissions interface; they may read the grants that name them.
 
 Every check reads the grant index in the request's own transaction: nothing is cached, so a
@@ -61,8 +63,13 @@ class Authorizer:
                                       f"{commit.interface[:40]} interface", target="commit")
 
     async def authorize_write(self, ctx: RequestContext, conn: AsyncConnection, oid: int,
-                              commit: Commit, row: Any) -> list[str]:
-        """The grants that let a non-owner store `commit` (judged at its committed_at).
+                              commit: Commit, row: Any, *, arriving: bool = True) -> list[str]:
+        """The grants that let a non-owner store `commit` a client sent.
+
+        Judged at its committed_at (what every replica decides alike) and, when `arriving`, at
+        the hub's now too (current grants only): a commit dated inside the skew window before
+        a revocation that has already reached the hub is refused (docs/permissions.md). A
+        commit the hub already holds (`arriving=False`) was judged when it arrived.
 
         `row` is the object as stored before this commit. When it does not match the commit's
         interface, context and type, the object restrictions are left to the caller's not_found
@@ -74,18 +81,39 @@ class Authorizer:
         if ctx.is_owner:
             return []
         self.check_write_shape(ctx, commit)
-        grants = await index.grants_at(conn, oid, ctx.requester, commit.context, commit.type,
-                                       commit.operation, commit.committed_at_us)
-        if commit.operation == "create":
-            grants = [g for g in grants if g.created_by in (None, ctx.requester)]
-        elif (row is not None and row.has_create and row.interface == commit.interface
-              and row.context == commit.context and row.type == commit.type):
-            grants = [g for g in grants if _covers(g, row)]
-        if not grants:
+        if not arriving:
+            then = self._usable(ctx, commit, row, await index.grants_at(
+                conn, oid, ctx.requester, commit.context, commit.type, commit.operation,
+                commit.committed_at_us, jsonld=ctx.hub.jsonld))
+            now: list[Any] | None = None
+        else:
+            found = await index.grants_then_and_now(
+                conn, oid, ctx.requester, commit.context, commit.type, commit.operation,
+                commit.committed_at_us, store.now_us(), jsonld=ctx.hub.jsonld)
+            then, now = (self._usable(ctx, commit, row, f) for f in found)
+        if not then:
             raise PermissionsRequired(
                 f"No grant lets {ctx.requester[:80]} {commit.operation} this object",
                 target="commit")
-        return _ids(grants)
+        if now is None:
+            return _ids(then)
+        if not now:
+            raise PermissionsRequired(
+                f"No grant lets {ctx.requester[:80]} {commit.operation} this object now: the "
+                "grant in force at the commit's committed_at has since been revoked, "
+                "weakened or has expired", target="commit")
+        return _ids(then + now)
+
+    @staticmethod
+    def _usable(ctx: RequestContext, commit: Commit, row: Any, grants: list[Any]
+                ) -> list[Any]:
+        """The grants that cover this object (a create: those not limited to another creator)."""
+        if commit.operation == "create":
+            return [g for g in grants if g.created_by in (None, ctx.requester)]
+        if (row is not None and row.has_create and row.interface == commit.interface
+                and row.context == commit.context and row.type == commit.type):
+            return [g for g in grants if _covers(g, row)]
+        return grants
 
     async def object_scope(self, ctx: RequestContext, conn: AsyncConnection, oid: int,
                            interface: str, context: str | None, type_: str | None
@@ -101,7 +129,7 @@ class Authorizer:
         if interface == "Permissions":
             return ReadScope(scope.own_grants_clause(oid, ctx.requester), [])
         grants = await index.grants_at(conn, oid, ctx.requester, context, type_, "read",
-                                       store.now_us(), current_only=True)
+                                       store.now_us(), current_only=True, jsonld=ctx.hub.jsonld)
         if not grants:
             raise PermissionsRequired("No grant lets you read these objects", target="query")
         return ReadScope(scope.objects_clause(grants), _ids(grants))

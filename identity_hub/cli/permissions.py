@@ -51,8 +51,8 @@ def _iso(value: str | None, name: str) -> str | None:
 @_as_owner
 @click.option("--grantee", required=True, metavar="DID", help="Who receives the rights.")
 @click.option("--context", "context_", required=True, metavar="URL",
-              help="The objects' context, exactly as their commits name it "
-                   "(e.g. https://schema.org).")
+              help="The objects' JSON-LD context (e.g. https://schema.org); any spelling of "
+                   "it names the same type (http://schema.org/ too).")
 @click.option("--type", "type_", required=True, metavar="TYPE", help="e.g. MusicPlaylist")
 @click.option("--allow", required=True, metavar="CRUD",
               help='Four characters C, R, U, D or "-": e.g. -R-- (read), CRUD (everything).')
@@ -74,11 +74,31 @@ def grant(ctx: click.Context, hub_url: str, key_file: str, hub_did: str | None, 
              "unrevocable_until": _iso(unrevocable_until, "--unrevocable-until")}
 
     async def body(c: Any) -> Any:
-        return await c.grant(grantee, context=context_, type_=type_, allow=allow,
-                             object_ids=list(object_ids) or None, created_by=created_by,
-                             **times)
+        from identity_hub.client import HubErrorResponse
+
+        try:
+            return await c.grant(grantee, context=context_, type_=type_, allow=allow,
+                                 object_ids=list(object_ids) or None, created_by=created_by,
+                                 **times)
+        except HubErrorResponse as exc:
+            hint = _TYPE_HINTS.get(str(exc.target))
+            if hint is None:
+                raise
+            message = str(exc.response.get("developer_message", ""))[:300]
+            raise ValueError(f"the hub refused the grant: {message} — {hint}") from None
 
     click.echo(client_session(ctx, hub_url, key_file, hub_did, body))
+
+
+# What to do when the hub cannot expand a grant's context/type (docs/permissions.md).
+_TYPE_HINTS = {
+    "commit.payload.context": "give --context as your objects' commits name it, with its "
+                              "scheme (e.g. --context https://schema.org), or have the hub's "
+                              "operator add the context's file to the data directory's "
+                              "contexts/",
+    "commit.payload.type": "give a --type that the context defines (e.g. --context "
+                           "https://schema.org --type MusicPlaylist)",
+}
 
 
 @main.command("revoke")

@@ -141,7 +141,7 @@ class CommitService:
                 revisions = None if first else await self._fold(conn, oid, seq, row, view,
                                                                  payload, iri)
                 await grant_index.after_commit_stored(conn, oid, commit.object_id,
-                                                      commit.interface)
+                                                      commit.interface, jsonld=self.jsonld)
                 if row is None:  # the object's first commit (every commit has an object row)
                     revisions = [commit.rev]
                 elif revisions is None:
@@ -210,7 +210,8 @@ class CommitService:
                if state.create is not None else store.KEEP_TYPE_IRI)
         await store.save_object(self.db, conn, oid, state, create_seq=create_seq, data=data,
                                 data_changed=True, type_iri=iri)
-        await grant_index.after_object_refolded(conn, oid, object_id, rows)
+        await grant_index.after_object_refolded(conn, oid, object_id, rows,
+                                                jsonld=self.jsonld)
         return state
 
     async def _automerge_state(self, oid: int, state: ObjectState, views: list[CommitView],

@@ -25,6 +25,7 @@ from identity_hub.interfaces.base import (
 )
 from identity_hub.permissions import audit
 from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE, parse_grant, weakened
+from identity_hub.permissions.index import grant_type_iri
 from identity_hub.protocol.commit import Commit, format_time, parse_commit
 from identity_hub.storage import store
 from identity_hub.storage.query import parse_rich_query
@@ -78,6 +79,26 @@ def check_commit_shape(ctx: RequestContext, commit: Commit) -> dict[str, Any] | 
                              target="commit.protected.commit_strategy")
     check_committed_at(commit.committed_at_us, ctx.hub.settings.clock_skew_seconds)
     return _check_payload(ctx, commit)
+
+
+async def check_grant_type(ctx: RequestContext, payload: dict[str, Any]) -> None:
+    """A grant's context + type must expand to a type IRI with the hub's contexts: grants cover
+    objects by that IRI, as queries find them, so a grant that does not expand would cover
+    nothing (docs/permissions.md).
+
+    Raises:
+        BadRequest: at `commit.payload.context` or `commit.payload.type`.
+    """
+    terms = parse_grant(payload)
+    try:
+        iri = await ctx.hub.jsonld.type_iri_async(terms.context, terms.type,
+                                                  target="commit.payload")
+    except BadRequest as exc:
+        raise BadRequest("A PermissionGrant covers objects by type IRI, and its context and "
+                         f"type do not expand to one: {exc.message}", target=exc.target) from None
+    if iri == await ctx.hub.jsonld.type_iri_async(GRANT_CONTEXT, GRANT_TYPE):
+        raise BadRequest("Grants cannot cover PermissionGrants: only the owner writes grants",
+                         target="commit.payload.type")
 
 
 def _check_grant_change(commit: Commit, row: Any, max_depth: int) -> None:
@@ -153,7 +174,9 @@ def _precondition(ctx: RequestContext, commit: Commit) -> Any:
             new = parse_grant(commit.payload_json(ctx.hub.settings.max_json_depth))
             if not weakened(old, new):
                 return
-        latest = await store.latest_commit_by(conn, oid, old.grantee, old.context, old.type)
+        iri = await grant_type_iri(ctx.hub.jsonld, old.context, old.type)
+        latest = await store.latest_commit_by(conn, oid, old.grantee, old.context, old.type,
+                                              type_iri=iri)
         if latest is not None and commit.committed_at_us < latest:
             raise BadRequest(
                 f"This grant covers a commit dated {format_time(latest)}: a revocation or "
@@ -185,6 +208,8 @@ async def handle_write(ctx: RequestContext) -> dict[str, Any]:
         # A create stores it with its object (its collection: identity_hub/jsonld).
         type_iri = await ctx.hub.jsonld.type_iri_async(commit.context, commit.type)
     payload = check_commit_shape(ctx, commit)
+    if commit.interface == "Permissions" and payload is not None:
+        await check_grant_type(ctx, payload)
     await verify_commit(commit, ctx.hub.resolver)
     result = await ctx.hub.commits.write(ctx.sub, commit, _precondition(ctx, commit),
                                          payload=payload, type_iri=type_iri)
@@ -205,7 +230,7 @@ async def _audit_repeat(ctx: RequestContext, commit: Commit) -> None:
         oid = await store.ensure_owner(ctx.hub.db, conn, ctx.sub)
         row = await store.load_object(conn, oid, commit.object_id)
         ctx.audit.grant_ids = await ctx.hub.authorizer.authorize_write(ctx, conn, oid, commit,
-                                                                       row)
+                                                                       row, arriving=False)
         await audit.append(conn, oid, ctx.requester, ctx.audit, outcome="already_held")
     ctx.audit.recorded = True
 

@@ -20,16 +20,18 @@ GRANTABLE_INTERFACES = ("Collections", "Profile")
 PUBLIC_INTERFACES = ("Profile",)
 
 
-def _restrictions(grants: Sequence[Any]) -> dict[tuple[str, str], list[tuple[Any, Any]]]:
-    """Per (context, type): the distinct (object_ids, created_by) limits; (None, None) is none."""
-    out: dict[tuple[str, str], list[tuple[Any, Any]]] = {}
+def _restrictions(grants: Sequence[Any]) -> dict[str, list[tuple[Any, Any]]]:
+    """Per type IRI: the distinct (object_ids, created_by) limits; (None, None) is none.
+    A grant whose type does not expand (type_iri NULL) covers nothing."""
+    out: dict[str, list[tuple[Any, Any]]] = {}
     for g in grants:
-        key = (g.context, g.type)
-        limits = out.setdefault(key, [])
+        if g.type_iri is None:
+            continue
+        limits = out.setdefault(g.type_iri, [])
         if (None, None) in limits:
             continue
         if g.object_ids is None and g.created_by is None:
-            out[key] = [(None, None)]
+            out[g.type_iri] = [(None, None)]
             continue
         limit = (tuple(sorted(g.object_ids)) if g.object_ids is not None else None,
                  g.created_by)
@@ -39,11 +41,12 @@ def _restrictions(grants: Sequence[Any]) -> dict[tuple[str, str], list[tuple[Any
 
 
 def objects_clause(grants: Sequence[Any]) -> sa.ColumnElement[bool]:
-    """Objects covered by any of `grants` (grant_versions rows)."""
+    """Objects covered by any of `grants` (grant_versions rows): by the objects' type IRI, so
+    every spelling of a granted type is covered (docs/permissions.md)."""
     terms = []
-    for (context, type_), limits in _restrictions(grants).items():
+    for iri, limits in _restrictions(grants).items():
         for object_ids, created_by in limits:
-            parts = [objects.c.context == context, objects.c.type == type_]
+            parts = [objects.c.type_iri == iri]
             if object_ids is not None:
                 parts.append(objects.c.object_id.in_(list(object_ids)))
             if created_by is not None:
@@ -54,19 +57,23 @@ def objects_clause(grants: Sequence[Any]) -> sa.ColumnElement[bool]:
 
 def commits_clause(oid: int, requester: str, grants: Sequence[Any]) -> sa.ColumnElement[bool]:
     """Commits a non-owner may read: public interfaces, commits of objects `grants` cover, and
-    the commits of the grants that name the requester."""
+    the commits of the grants that name the requester.
+
+    A commit is covered when its object is (by type IRI, `object_ids`, `created_by`) and the
+    commit names its object's own context and type: a commit naming another type under a
+    covered object's id reveals nothing."""
     terms: list[sa.ColumnElement[bool]] = [commits.c.interface.in_(PUBLIC_INTERFACES)]
-    for (context, type_), limits in _restrictions(grants).items():
+    for iri, limits in _restrictions(grants).items():
         for object_ids, created_by in limits:
-            parts = [commits.c.interface.in_(GRANTABLE_INTERFACES), commits.c.context == context,
-                     commits.c.type == type_]
+            covered = [objects.c.owner_id == oid, objects.c.object_id == commits.c.object_id,
+                       objects.c.type_iri == iri, objects.c.context == commits.c.context,
+                       objects.c.type == commits.c.type]
+            if created_by is not None:
+                covered.append(objects.c.created_by == created_by)
+            parts = [commits.c.interface.in_(GRANTABLE_INTERFACES),
+                     sa.exists(sa.select(objects.c.object_id).where(*covered))]
             if object_ids is not None:
                 parts.append(commits.c.object_id.in_(list(object_ids)))
-            if created_by is not None:
-                parts.append(commits.c.object_id.in_(
-                    sa.select(objects.c.object_id).where(
-                        objects.c.owner_id == oid, objects.c.context == context,
-                        objects.c.type == type_, objects.c.created_by == created_by)))
             terms.append(sa.and_(*parts))
     terms.append(sa.and_(commits.c.interface == "Permissions",
                          commits.c.object_id.in_(grant_ids_naming(oid, requester))))

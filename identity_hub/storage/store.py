@@ -333,11 +333,16 @@ async def purge_nonces(db: Database) -> int:
 
 
 async def latest_commit_by(conn: AsyncConnection, oid: int, signer: str, context: str,
-                           type_: str) -> int | None:
+                           type_: str, *, type_iri: str | None = None) -> int | None:
     """The latest committed_at (µs) of the commits `signer` made to the owner's objects of
-    `context`/`type_`, or None (the grant-change rule in interfaces/objects.py)."""
+    `context`/`type_` (with `type_iri`: to the objects of that type IRI, whatever the spelling
+    of their context), or None (the grant-change rule in interfaces/objects.py)."""
     q = sa.select(sa.func.max(commits.c.committed_at_us)).where(
-        commits.c.owner_id == oid, commits.c.signer == signer, commits.c.context == context,
-        commits.c.type == type_)
+        commits.c.owner_id == oid, commits.c.signer == signer)
+    if type_iri is None:
+        q = q.where(commits.c.context == context, commits.c.type == type_)
+    else:
+        q = q.where(commits.c.object_id.in_(sa.select(objects.c.object_id).where(
+            objects.c.owner_id == oid, objects.c.type_iri == type_iri)))
     value = (await conn.execute(q)).scalar()
     return None if value is None else int(value)

@@ -114,8 +114,8 @@ nonces = sa.Table(
 # The grant index (docs/permissions.md): one row per version of a PermissionGrant, recomputed from
 # the grant's commits whenever one of them is stored. A version is in force from `valid_from_us`
 # (the committed_at of the commit that made it) until `valid_until_us` (the next version or the
-# delete; NULL while open). Lookups go through fixed-size hashes of the grantee and of
-# context + type, so that one index serves (owner, grantee) and (owner, grantee, context, type).
+# delete; NULL while open). Lookups go through fixed-size hashes of the grantee and of the type
+# IRI, so that one index serves (owner, grantee) and (owner, grantee, type).
 grant_versions = sa.Table(
     "grant_versions",
     metadata,
@@ -124,10 +124,14 @@ grant_versions = sa.Table(
     sa.Column("valid_from_us", sa.BigInteger, nullable=False),
     sa.Column("valid_until_us", sa.BigInteger),
     sa.Column("grantee_key", sa.String(64), nullable=False),  # hex SHA-256 of the grantee DID
-    sa.Column("scope_key", sa.String(64), nullable=False),  # hex SHA-256 of context NUL type
+    # hex SHA-256 of type_iri (of context NUL type when type_iri is NULL: found by no lookup)
+    sa.Column("scope_key", sa.String(64), nullable=False),
     sa.Column("grantee", sa.String(2048), nullable=False),
     sa.Column("context", sa.String(512), nullable=False),
     sa.Column("type", sa.String(512), nullable=False),
+    # The grant's context + type expanded (identity_hub/jsonld), as objects.type_iri: a grant
+    # covers every spelling of its type. NULL when the hub's contexts do not define it.
+    sa.Column("type_iri", sa.String(1024)),
     sa.Column("rev", sa.String(64), nullable=False),  # the commit that made this version
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("can_create", sa.Boolean, nullable=False, server_default=sa.false()),

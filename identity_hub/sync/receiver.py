@@ -8,7 +8,9 @@ the commits this hub holds, so that every hub decides alike:
 * `committed_at` not beyond the clock skew in the future (an old one is expected);
 * the signature, by the key the `kid` names in the signer's DID document;
 * a signer other than the owner needs a grant in force at `committed_at`
-  (`permissions.index.grants_at`), as for a client's write.
+  (`permissions.index.grants_at`, by type IRI), as for a client's write; unlike a client's
+  write, not also at this hub's now (a replicated commit is judged by the commits alone, so
+  every replica decides alike).
 
 Local-only write rules that depend on arrival order (update of an object not seen yet, the
 Profile singleton, the unrevocable grant window judged against this hub's clock) are not applied:
@@ -201,7 +203,7 @@ class Receiver:
                                           target="commit")
             grants = await index.grants_at(conn, oid, commit.signer, commit.context,
                                            commit.type, commit.operation,
-                                           commit.committed_at_us)
+                                           commit.committed_at_us, jsonld=self.commits.jsonld)
             if commit.operation == "create":
                 grants = [g for g in grants if g.created_by in (None, commit.signer)]
             else:

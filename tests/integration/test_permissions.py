@@ -228,18 +228,19 @@ async def test_commits_are_judged_at_committed_at(owner_hub: Any, alice: Actor, 
     hub = Hub(owner_hub, alice)
     now = time.time()
     grant = await hub.grant(bob, "CR--", committed_at=iso(now - 200))
+    # in force at its committed_at and when it arrives: covered
+    resp = await hub.write(bob, bob.commit(alice.did, payload=playlist("in time"),
+                                           committed_at=iso(now - 150)))
+    assert resp["@type"] == "WriteResponse", resp
     await hub.revoke(grant, committed_at=iso(now - 100))
     async with owner_hub.db.read() as conn:
         [version] = list(await conn.execute(sa.select(grant_versions)))
     assert (version.valid_from_us, version.valid_until_us) == (us(now - 200), us(now - 100))
     assert version.revoked and version.can_create and version.can_read
 
-    # the revocation is dated later than this commit: the grant still covers it
-    resp = await hub.write(bob, bob.commit(alice.did, payload=playlist("in time"),
-                                           committed_at=iso(now - 150)))
-    assert resp["@type"] == "WriteResponse", resp
-    # dated after the revocation, or before the grant: not covered
-    for at in (now - 50, now - 250):
+    # dated before the revocation but arriving after it, dated after the revocation, or
+    # before the grant: not covered
+    for at in (now - 150, now - 50, now - 250):
         resp = await hub.write(bob, bob.commit(alice.did, payload=playlist("x"),
                                                committed_at=iso(at)))
         assert resp["error_code"] == "permissions_required", resp
@@ -267,9 +268,11 @@ async def test_a_revoked_grantee_cannot_backdate(owner_hub: Any, alice: Actor, b
     resp = await hub.write(bob, bob.commit(alice.did, payload=playlist("now")))
     assert resp["error_code"] == "permissions_required"
     assert await hub.counts() == before
-    # the skew window is what stops it: with a wide window the grant would cover the commit
+    # even inside a wide window, a client's commit needs the grant when it arrives too
     hub.set_skew(7200)
-    assert (await hub.write(bob, backdated))["@type"] == "WriteResponse"
+    resp = await hub.write(bob, backdated)
+    assert resp["error_code"] == "permissions_required", resp
+    assert await hub.counts() == before
     # the owner's commits are held to the window too, in both directions
     hub.set_skew(300)
     for at in (now - 400, now + 400):
@@ -277,7 +280,8 @@ async def test_a_revoked_grantee_cannot_backdate(owner_hub: Any, alice: Actor, b
         assert resp["error_code"] == "bad_request", resp
     rows = await hub.audit_rows()
     assert [(r.allowed, r.outcome) for r in rows] == [
-        (False, "bad_request"), (False, "permissions_required"), (True, "ok")]
+        (False, "bad_request"), (False, "permissions_required"),
+        (False, "permissions_required")]
 
 
 async def test_reads_are_filtered_to_what_grants_cover(owner_hub: Any, alice: Actor,
@@ -450,7 +454,7 @@ async def test_grant_versions_follow_the_commits_and_survive_refold(
 async def test_a_check_is_one_index_lookup_whatever_the_number_of_grants(
         owner_hub: Any) -> None:
     """With 1,000 grants of an owner in the index, both shapes of the lookup search the lookup
-    index (by owner, grantee and, when given, context+type), on either database, without
+    index (by owner, grantee and, when given, type IRI), on either database, without
     statistics: the cost does not grow with the owner's other grants."""
     from identity_hub.permissions import index
 
@@ -460,23 +464,31 @@ async def test_a_check_is_one_index_lookup_whatever_the_number_of_grants(
         type_ = "MusicPlaylist" if i % 2 else f"Type{i}"
         rows.append({"owner_id": 7, "grant_id": f"{i:064x}", "valid_from_us": 1,
                      "grantee_key": index.grantee_key(grantee),
-                     "scope_key": index.scope_key(SCHEMA, type_), "grantee": grantee,
+                     "scope_key": index.scope_key(f"http://schema.org/{type_}"),
+                     "type_iri": f"http://schema.org/{type_}", "grantee": grantee,
                      "context": SCHEMA, "type": type_, "rev": f"{i:064x}", "can_read": True})
     async with owner_hub.db.transaction() as conn:
         await conn.execute(sa.insert(grant_versions), rows)
-    for scoped in (True, False):
-        stmt = index._LOOKUPS[("read", scoped, True)]
+    for shape in ("scoped", "all", "then and now"):
+        stmt = (index._LOOKUPS_THEN_AND_NOW["read"] if shape == "then and now"
+                else index._LOOKUPS[("read", shape == "scoped", True)])
         params = {"oid": 7, "gkey": index.grantee_key("did:example:app"),
-                  "grantee": "did:example:app", "at": 5,
-                  "skey": index.scope_key(SCHEMA, "Type0"), "context": SCHEMA, "type": "Type0"}
+                  "grantee": "did:example:app", "at": 5, "now": 6,
+                  "skey": index.scope_key("http://schema.org/Type0"),
+                  "iri": "http://schema.org/Type0"}
         async with owner_hub.db.read() as conn:
             sql = str(stmt.params(**params).compile(dialect=conn.dialect,
                                                     compile_kwargs={"literal_binds": True}))
             prefix = "EXPLAIN QUERY PLAN " if owner_hub.db.sqlite else "EXPLAIN "
             plan = " ".join(str(r[-1]) for r in await conn.exec_driver_sql(prefix + sql))
-            found = await index.grants_at(conn, 7, "did:example:app",
-                                          SCHEMA if scoped else None,
-                                          "Type0" if scoped else None, "read", 5,
-                                          current_only=True)
-        assert "ix_grant_versions_lookup" in plan, plan
-        assert len(found) == (1 if scoped else 500)
+            if shape == "then and now":
+                then, now = await index.grants_then_and_now(
+                    conn, 7, "did:example:app", SCHEMA, "Type0", "read", 5, 6)
+                found = then + now
+            else:
+                found = await index.grants_at(conn, 7, "did:example:app",
+                                              SCHEMA if shape == "scoped" else None,
+                                              "Type0" if shape == "scoped" else None, "read", 5,
+                                              current_only=True)
+        assert "ix_grant_versions_lookup" in plan, (shape, plan)
+        assert len(found) == {"scoped": 1, "all": 500, "then and now": 2}[shape]
