@@ -13,8 +13,7 @@ from identity_hub import appkeys
 from identity_hub.runtime import open_runtime
 from identity_hub.settings import Settings
 from identity_hub.storage import store
-from identity_hub.sync.service import SyncConfig
-from identity_hub.sync.wiring import attach_write_hints, running_sync
+from identity_hub.sync.wiring import attach_write_hints, running_sync, sync_config
 from identity_hub.transport.http import endpoint
 from identity_hub.transport.pipeline import Pipeline
 
@@ -91,7 +90,7 @@ def create_app(settings: Settings) -> web.Application:
     async def sync_ctx(app: web.Application) -> AsyncIterator[None]:
         """Replication with the owners' peer hubs (docs/replication.md)."""
         runtime = app[appkeys.RUNTIME]
-        config = SyncConfig(interval=settings.sync_interval_seconds)
+        config = sync_config(settings)
         async with running_sync(runtime.hub.commits, runtime.resolver, settings,
                                 runtime.identity, config) as service:
             attach_write_hints(runtime.hub.commits, service)

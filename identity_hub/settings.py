@@ -52,6 +52,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("page_size", int, 100, "Most objects or commits in one query page."),
     Setting("sync_interval_seconds", float, 60.0, "Anti-entropy: how often each replication "
             "peer is pulled even without a hint (docs/replication.md)."),
+    Setting("sync_request_timeout_seconds", float, 30.0, "Longest one request to a replication "
+            "peer (a hint or a page of a pull) may take."),
+    Setting("sync_backoff_base_seconds", float, 1.0, "First retry delay after a peer failed a "
+            "hint or a pull; doubles with each further failure (jittered to 50-100 %)."),
+    Setting("sync_backoff_max_seconds", float, 600.0, "Cap of a failing peer's retry delay."),
     Setting("universal_resolver", str, None, "Base URL of a DID universal resolver "
             "(GET {base}/1.0/identifiers/{did}); off when unset."),
     Setting("did_web", bool, False, "Resolve did:web DIDs over HTTPS (off: nothing leaves the "
@@ -112,6 +117,9 @@ class Settings:
     clock_skew_seconds: int = 300
     page_size: int = 100
     sync_interval_seconds: float = 60.0
+    sync_request_timeout_seconds: float = 30.0
+    sync_backoff_base_seconds: float = 1.0
+    sync_backoff_max_seconds: float = 600.0
     universal_resolver: str | None = None
     did_web: bool = False
     allow_hosts: str = ""

@@ -19,6 +19,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def sync_config(settings: Settings) -> SyncConfig:
+    """The sync service's timing from the settings table."""
+    return SyncConfig(interval=settings.sync_interval_seconds,
+                      timeout=settings.sync_request_timeout_seconds,
+                      base_backoff=settings.sync_backoff_base_seconds,
+                      max_backoff=settings.sync_backoff_max_seconds)
+
+
 def receiver_for(commits: CommitService, resolver: DidResolver, settings: Settings) -> Receiver:
     return Receiver(commits, resolver, skew_seconds=settings.clock_skew_seconds,
                     max_json_depth=settings.max_json_depth)
@@ -30,7 +38,7 @@ def service_for(commits: CommitService, resolver: DidResolver, settings: Setting
     key-agreement keys."""
     keys = [identity.signing_key("Ed25519"), *identity.encryption_keys()]
     return SyncService(receiver_for(commits, resolver, settings), identity.did, keys, resolver,
-                       config)
+                       config or sync_config(settings))
 
 
 @contextlib.asynccontextmanager
@@ -44,7 +52,6 @@ async def running_sync(commits: CommitService, resolver: DidResolver, settings: 
         yield service
     finally:
         await service.close()
-
 
 
 def attach_write_hints(commits: CommitService, service: SyncService) -> None:
