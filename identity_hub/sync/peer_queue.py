@@ -77,6 +77,9 @@ class PeerQueue:
         # backing off from where it was (its first attempt after the start still runs at once).
         self.pull_backoff = Backoff(base_backoff, max_backoff, failures=peer.failures)
         self._on_change = on_change
+        self.errors = {"hint": 0, "pull": 0}  # failures since the start (metrics)
+        self.last_success: float | None = (  # unix time of the last successful pull
+            peer.last_success_us / 1e6 if peer.last_success_us else None)
         self._pending_hint: int | None = None
         self._hint_wake = asyncio.Event()
         self._pull_wake = asyncio.Event()
@@ -129,6 +132,7 @@ class PeerQueue:
                     raise
                 except Exception as exc:  # noqa: BLE001  (a lost hint only delays: rounds catch up)
                     delay = self.hint_backoff.failed()
+                    self.errors["hint"] += 1
                     # The next hint carries a newer last_seq, or this one again.
                     self._pending_hint = max(self._pending_hint or 0, last_seq)
                     logger.info("sync: hint to peer %d not delivered (%d in a row; next in "
@@ -160,9 +164,11 @@ class PeerQueue:
                 raise
             except Exception as exc:  # noqa: BLE001  (recorded by the puller; retried later)
                 self.pull_backoff.failed()
+                self.errors["pull"] += 1
                 self._changed()
                 return exc
             self.pull_backoff.succeeded()
+            self.last_success = time.time()
             self._changed()
             return result
 

@@ -7,10 +7,12 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from identity_hub.sync.peer_queue import PeerQueue
 from identity_hub.sync.receiver import Receiver
 from identity_hub.sync.service import SyncConfig, SyncService
 
 if TYPE_CHECKING:
+    from identity_hub.metrics import Metrics
     from identity_hub.commits.service import CommitService
     from identity_hub.did import DidResolver
     from identity_hub.identity import HubIdentity
@@ -57,3 +59,16 @@ async def running_sync(commits: CommitService, resolver: DidResolver, settings: 
 def attach_write_hints(commits: CommitService, service: SyncService) -> None:
     """Have every commit stored by `commits` (local or replicated) hint the owner's peers."""
     commits.on_stored = service.notify_write
+
+
+def attach_metrics(service: SyncService, metrics: Metrics) -> None:
+    """Keep the per-peer sync gauges of `metrics` current."""
+
+    def report(queue: PeerQueue) -> None:
+        metrics.peer_status(queue.peer.owner, queue.peer.peer_did,
+                            last_success=queue.last_success,
+                            failures=queue.pull_backoff.failures,
+                            hint_failures=queue.hint_backoff.failures,
+                            backoff=queue.pull_backoff.remaining(), errors=queue.errors)
+
+    service.on_peer_status = report
