@@ -91,14 +91,14 @@ class RateGate:
         sub = request.get("sub")
         trusted = isinstance(sub, str) and await self._trusted(requester, sub)
         keys = [("did", requester)] if trusted else [("did", requester), ("address", source)]
-        refusal = self.limiter.check(limit, keys, trusted=trusted)
-        if refusal is None and limit == "write" and _is_automerge(request):
-            refusal = self.limiter.peek("automerge", keys, trusted=trusted)
-            if refusal is None:
-                return trusted, keys
+        automerge = limit == "write" and _is_automerge(request)
+        # The automerge budget first: a refused request takes no write token either.
+        refusal = self.limiter.peek("automerge", keys, trusted=trusted) if automerge else None
+        if refusal is None:
+            refusal = self.limiter.check(limit, keys, trusted=trusted)
         if refusal is not None:
             raise self._refuse(refusal)
-        return None
+        return (trusted, keys) if automerge else None
 
     def spent(self, charge: tuple[bool, list[tuple[str, str]]] | None, seconds: float) -> None:
         if charge is not None:
