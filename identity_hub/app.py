@@ -10,11 +10,17 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from identity_hub import appkeys
+from identity_hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from identity_hub.metrics import Metrics
 from identity_hub.runtime import open_runtime
 from identity_hub.settings import Settings
 from identity_hub.storage import store
-from identity_hub.sync.service import SyncConfig
-from identity_hub.sync.wiring import attach_write_hints, running_sync
+from identity_hub.sync.wiring import (
+    attach_metrics,
+    attach_write_hints,
+    running_sync,
+    sync_config,
+)
 from identity_hub.transport.http import endpoint
 from identity_hub.transport.pipeline import Pipeline
 
@@ -74,14 +80,21 @@ async def well_known_hub(request: web.Request) -> web.Response:
                               "endpoint": runtime.settings.endpoint})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition (only routed when `metrics_enabled`)."""
+    body = request.app[appkeys.METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[appkeys.SETTINGS] = settings
+    app[appkeys.METRICS] = Metrics(name_dids=settings.metrics_name_dids)
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app[appkeys.RUNTIME] = runtime
-            app[appkeys.PIPELINE] = Pipeline(runtime)
+            app[appkeys.PIPELINE] = Pipeline(runtime, app[appkeys.METRICS])
             purger = asyncio.create_task(_purge_nonces(runtime.db))
             yield
             purger.cancel()
@@ -91,10 +104,11 @@ def create_app(settings: Settings) -> web.Application:
     async def sync_ctx(app: web.Application) -> AsyncIterator[None]:
         """Replication with the owners' peer hubs (docs/replication.md)."""
         runtime = app[appkeys.RUNTIME]
-        config = SyncConfig(interval=settings.sync_interval_seconds)
+        config = sync_config(settings)
         async with running_sync(runtime.hub.commits, runtime.resolver, settings,
                                 runtime.identity, config) as service:
             attach_write_hints(runtime.hub.commits, service)
+            attach_metrics(service, app[appkeys.METRICS])
             app[appkeys.SYNC] = service
             yield
 
@@ -106,4 +120,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/.well-known/did.json", well_known_did)
     app.router.add_get("/.well-known/identity-hub", well_known_hub)
     app.router.add_get("/1.0/identifiers/{did}", resolve_self)
+    if settings.metrics_enabled:
+        app.router.add_get("/metrics", metrics)
     return app

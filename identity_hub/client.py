@@ -41,6 +41,28 @@ class HubErrorResponse(HubClientError):
                          + (f" (target {self.target})" if self.target else ""))
 
 
+class HubRateLimited(HubErrorResponse):
+    """The hub answered HTTP 429: a rate limit; `retry_after` is its Retry-After (seconds)."""
+
+    def __init__(self, response: dict[str, Any], retry_after: str | None) -> None:
+        super().__init__(response)
+        try:
+            self.retry_after: int | None = int(retry_after) if retry_after else None
+        except ValueError:
+            self.retry_after = None
+
+
+def _error_body(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body[:4096])
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return {k: parsed[k] for k in ("error_code", "developer_message", "target")
+                if isinstance(parsed.get(k), str)}
+    return {"error_code": "too_many_requests"}
+
+
 def now_iso() -> str:
     us = time.time_ns() // 1000
     from identity_hub.protocol.commit import format_time
@@ -162,11 +184,14 @@ class HubClient:
             async with self._http().post(self.endpoint, data=jwe.encode("ascii"),
                                          headers={"Content-Type": "application/jwt"}) as resp:
                 status = resp.status
+                retry_after = resp.headers.get("Retry-After")
                 body = await self._read_capped(resp)
         except aiohttp.ClientError as exc:
             raise HubClientError(f"cannot reach {self.endpoint}: {exc}") from None
         if status == 401:
             return None
+        if status == 429:
+            raise HubRateLimited(_error_body(body), retry_after)
         if status != 200:
             raise HubClientError(f"hub answered HTTP {status}: {body[:200]!r}")
         return await self._open_response(body, nonce)

@@ -95,6 +95,22 @@ class TooManyRequests(HubError):
     default_message = "Too many requests"
 
 
+class RateLimited(TooManyRequests):
+    """A rate limit (identity_hub/ratelimit.py) refused the request: answered with HTTP 429, a
+    `Retry-After` header and this ErrorResponse as plain JSON (it may come before the request
+    is decrypted, so it cannot be sealed to the requester)."""
+
+    def __init__(self, limit: str, scope: str, retry_after: int, setting: str) -> None:
+        self.limit = limit
+        self.scope = scope
+        self.retry_after = retry_after
+        self.setting = setting
+        per = "source address" if scope == "address" else "requester DID"
+        what = "automerge worker seconds" if limit == "automerge" else f"{limit} requests"
+        super().__init__(f"Rate limit exceeded: {what} per {per} ({setting}); "
+                         f"retry after {retry_after} s")
+
+
 class ServiceUnavailable(HubError):
     code = ErrorCode.SERVICE_UNAVAILABLE
     http_status = 503

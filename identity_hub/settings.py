@@ -52,6 +52,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("page_size", int, 100, "Most objects or commits in one query page."),
     Setting("sync_interval_seconds", float, 60.0, "Anti-entropy: how often each replication "
             "peer is pulled even without a hint (docs/replication.md)."),
+    Setting("sync_request_timeout_seconds", float, 30.0, "Longest one request to a replication "
+            "peer (a hint or a page of a pull) may take."),
+    Setting("sync_backoff_base_seconds", float, 1.0, "First retry delay after a peer failed a "
+            "hint or a pull; doubles with each further failure (jittered to 50-100 %)."),
+    Setting("sync_backoff_max_seconds", float, 600.0, "Cap of a failing peer's retry delay."),
     Setting("universal_resolver", str, None, "Base URL of a DID universal resolver "
             "(GET {base}/1.0/identifiers/{did}); off when unset."),
     Setting("did_web", bool, False, "Resolve did:web DIDs over HTTPS (off: nothing leaves the "
@@ -66,6 +71,38 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_json_depth", int, 64, "Deepest JSON nesting accepted in a request or payload."),
     Setting("max_concurrent_per_requester", int, 16, "Concurrent requests one requester DID may "
             "have in flight."),
+    Setting("rate_limit_handshake", str, "20/500", "RATE/BURST (tokens per second / bucket "
+            "size) of handshakes, and of envelopes failing to authenticate, per requester DID "
+            "and per source address; an address out of them is refused before any crypto "
+            "(docs/rate-limits.md)."),
+    Setting("rate_limit_trusted_handshake", str, "50/1000", "RATE/BURST of handshakes of "
+            "the hub's tenants and configured peer hubs (per DID)."),
+    Setting("rate_limit_write", str, "20/200", "RATE/BURST of WriteRequests per requester "
+            "DID and per source address."),
+    Setting("rate_limit_trusted_write", str, "200/2000", "RATE/BURST of WriteRequests of the "
+            "owner of the data and the owner's configured peer hubs (per DID)."),
+    Setting("rate_limit_query", str, "50/500", "RATE/BURST of object, commit and audit "
+            "queries per requester DID and per source address."),
+    Setting("rate_limit_trusted_query", str, "500/5000", "RATE/BURST of queries of the owner "
+            "and the owner's configured peer hubs (per DID)."),
+    Setting("rate_limit_sync", str, "20/200", "RATE/BURST of SyncPullRequests and "
+            "SyncHintRequests per requester DID and per source address."),
+    Setting("rate_limit_trusted_sync", str, "200/2000", "RATE/BURST of sync requests of the "
+            "owner and the owner's configured peer hubs (per DID)."),
+    Setting("rate_limit_automerge", str, "0.5/10", "RATE/BURST of automerge worker seconds "
+            "per requester DID and per source address (a commit is let in while any budget is "
+            "left, and charged the seconds it took)."),
+    Setting("rate_limit_trusted_automerge", str, "2/60", "RATE/BURST of automerge worker "
+            "seconds of the owner and the owner's configured peer hubs (per DID)."),
+    Setting("rate_limit_max_keys", int, 100000, "Most rate-limit buckets kept (least "
+            "recently used evicted first): bounds memory under a flood of DIDs or addresses."),
+    Setting("trusted_proxies", str, "", "Comma-separated addresses or CIDRs of reverse "
+            "proxies whose X-Forwarded-For gives the client's address (default: none, the "
+            "header is ignored)."),
+    Setting("metrics_enabled", bool, False, "Serve Prometheus metrics at GET /metrics "
+            "(off: 404)."),
+    Setting("metrics_name_dids", bool, False, "Label metrics with DIDs instead of a short "
+            "SHA-256 digest of them."),
     Setting("token_lifetime_seconds", int, 300, "Lifetime of a did-access-token."),
     Setting("compat_2019", bool, True, "Interoperate with the 2019 JavaScript clients "
             "(hub-sdk-js 0.1.2, did-auth-jose 0.1.14)."),
@@ -112,6 +149,9 @@ class Settings:
     clock_skew_seconds: int = 300
     page_size: int = 100
     sync_interval_seconds: float = 60.0
+    sync_request_timeout_seconds: float = 30.0
+    sync_backoff_base_seconds: float = 1.0
+    sync_backoff_max_seconds: float = 600.0
     universal_resolver: str | None = None
     did_web: bool = False
     allow_hosts: str = ""
@@ -122,6 +162,20 @@ class Settings:
     max_plaintext_bytes: int = 1048576
     max_json_depth: int = 64
     max_concurrent_per_requester: int = 16
+    rate_limit_handshake: str = "20/500"
+    rate_limit_trusted_handshake: str = "50/1000"
+    rate_limit_write: str = "20/200"
+    rate_limit_trusted_write: str = "200/2000"
+    rate_limit_query: str = "50/500"
+    rate_limit_trusted_query: str = "500/5000"
+    rate_limit_sync: str = "20/200"
+    rate_limit_trusted_sync: str = "200/2000"
+    rate_limit_automerge: str = "0.5/10"
+    rate_limit_trusted_automerge: str = "2/60"
+    rate_limit_max_keys: int = 100000
+    trusted_proxies: str = ""
+    metrics_enabled: bool = False
+    metrics_name_dids: bool = False
     token_lifetime_seconds: int = 300
     compat_2019: bool = True
     automerge_timeout_seconds: float = 2.0

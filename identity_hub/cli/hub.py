@@ -79,6 +79,13 @@ def serve(ctx: click.Context, host: str | None, port: int | None, public_url: st
     changes = {k: v for k, v in {"host": host, "port": port, "public_url": public_url,
                                  "open_tenancy": open_tenancy}.items() if v is not None}
     settings = settings.replace(**changes)
+    try:  # a malformed rate limit or proxy list: one line, before anything starts
+        from identity_hub.ratelimit import check_settings
+
+        check_settings(settings)
+    except ValueError as exc:
+        fail(str(exc))
+        return
     identity = ensure_initialized(settings)
     click.echo(f"identity-hub {identity.did[:60]}{'…' if len(identity.did) > 60 else ''}")
     click.echo(f"listening on http://{settings.host}:{settings.port} "

@@ -167,3 +167,11 @@ async def parked_count(db: Database, owner: str | None = None) -> int:
         q = q.where(sync_parked.c.owner == owner)
     async with db.read() as conn:
         return int((await conn.execute(q)).scalar_one())
+
+
+async def owners_of_peer(db: Database, peer_did: str, limit: int = 1000) -> list[str]:
+    """The owners this hub syncs with the peer hub `peer_did` (at most `limit`)."""
+    q = (sa.select(sync_peers.c.owner).where(sync_peers.c.peer_did == peer_did)
+         .order_by(sync_peers.c.id).limit(limit))
+    async with db.read() as conn:
+        return [r[0] for r in await conn.execute(q)]

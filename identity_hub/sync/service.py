@@ -3,11 +3,13 @@
 * After a local write (`notify_write(owner)`, called by the commit service's success path) the
   owner's peers get a `SyncHintRequest`; hints are coalesced (writes during a round of hints go
   in the next round) and their failures only logged: the peer's own rounds catch up.
-* A hint from a configured peer (`pull_soon`) or the round timer (`interval` seconds) pulls each
-  peer from its cursor. One pull per peer at a time; each in its own task, so a slow peer holds
-  up nobody else, and local writes never wait for sync.
-* A failing peer (unreachable, refusing, answering garbage) is retried after an exponential
-  backoff (`base_backoff` doubling to `max_backoff`); the error is kept for `sync status`.
+* A hint from a configured peer (`pull_soon`) or the peer's anti-entropy timer (`interval`
+  seconds) pulls that peer from its cursor.
+* Every peer has its own queue (`peer_queue.PeerQueue`): its own hint task, pull task and
+  backoff, so a peer that is down, hanging or answering garbage delays nobody else, and local
+  writes never wait for sync. The hint loop here only hands hints to the queues.
+* A failing peer is retried after an exponential backoff (`base_backoff` doubling to
+  `max_backoff`, jittered); a failed pull's error is kept for `sync status`.
 """
 
 from __future__ import annotations
@@ -16,24 +18,25 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import random
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
 import sqlalchemy as sa
 
-from identity_hub.client import HubClient, HubClientError
+from identity_hub.client import HubClient
 from identity_hub.did import DidResolver
 from identity_hub.storage.engine import Database
 from identity_hub.storage.tables import owners
 from identity_hub.sync import peers, protocol
+from identity_hub.sync.peer_queue import PeerQueue, describe
 from identity_hub.sync.peers import Peer
 from identity_hub.sync.puller import PeerLink, Progress, PullResult, pull_peer
 from identity_hub.sync.receiver import Receiver
 
 logger = logging.getLogger(__name__)
+
+PeerStatusHook = Callable[[PeerQueue], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,7 @@ class SyncConfig:
     close_grace: float = 5.0  # how long close() waits for running pulls
     hint_delay: float = 0.005
     trailing_hint: float = 0.1  # a second hint after a burst of writes (see _hints)
+    refresh: float = 10.0  # how often the peer list is re-read (peers added while running)
 
 
 class SyncService:
@@ -59,13 +63,12 @@ class SyncService:
         self.keys = list(keys)
         self.resolver = resolver
         self.config = config or SyncConfig()
+        # Called (from the peer's queue) after each hint or pull outcome: metrics gauges.
+        self.on_peer_status: PeerStatusHook | None = None
         self._session: aiohttp.ClientSession | None = None
         self._clients: dict[tuple[str, str], HubClient] = {}
-        self._running: dict[int, asyncio.Task[Any]] = {}
-        self._due: dict[int, float] = {}  # peer id → monotonic time of its next pull
-        self._failures: dict[int, int] = {}
+        self._queues: dict[int, PeerQueue] = {}
         self._dirty: set[str] = set()
-        self._hinted: list[tuple[str, str]] = []
         self._hint_event = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -74,7 +77,7 @@ class SyncService:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the round and hint tasks; the hub answers hints from now on."""
+        """Start the peer queues and the hint task; the hub answers hints from now on."""
         protocol.register_hint_target(self.db, self.pull_soon)
         self._tasks = [asyncio.create_task(self._rounds(), name="sync-rounds"),
                        asyncio.create_task(self._hints(), name="sync-hints")]
@@ -84,15 +87,12 @@ class SyncService:
         protocol.unregister_hint_target(self.db)
         for task in self._tasks:
             task.cancel()
-        running = list(self._running.values())
-        if running:  # let pulls finish their page (they stop after it) rather than cut a write
-            await asyncio.wait(running, timeout=self.config.close_grace)
-        tasks = [*self._tasks, *running]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # Let pulls finish their page (they stop after it) rather than cut a write.
+        await asyncio.gather(*(q.close(self.config.close_grace) for q in self._queues.values()))
+        self._queues.clear()
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
@@ -108,13 +108,38 @@ class SyncService:
 
     async def pull_soon(self, owner: str, peer_did: str) -> bool:
         """A hint from `peer_did` about `owner`: pull it now (False: not a configured peer)."""
-        if await peers.find_peer(self.db, owner, peer_did) is None:
+        peer = await peers.find_peer(self.db, owner, peer_did)
+        if peer is None:
             return False
-        self._hinted.append((owner, peer_did))
-        self._wake.set()
+        queue = self._queue(peer)
+        if queue is not None:
+            queue.pull_soon()
         return True
 
-    # --- links -----------------------------------------------------------------------------------
+    # --- queues and links -----------------------------------------------------------------------
+
+    def _queue(self, peer: Peer) -> PeerQueue | None:
+        """The peer's queue (created on first sight, its row refreshed); None once closed."""
+        if self._closed:
+            return None
+        queue = self._queues.get(peer.id)
+        if queue is None:
+            queue = PeerQueue(peer, send_hint=self._hint_one, pull=self._pull,
+                              interval=self.config.interval,
+                              base_backoff=self.config.base_backoff,
+                              max_backoff=self.config.max_backoff, on_change=self._status)
+            self._queues[peer.id] = queue
+        else:
+            queue.update(peer)
+        return queue
+
+    def queues(self) -> list[PeerQueue]:
+        """The running peer queues (for status and metrics)."""
+        return list(self._queues.values())
+
+    def _status(self, queue: PeerQueue) -> None:
+        if self.on_peer_status is not None:
+            self.on_peer_status(queue)
 
     def link(self, peer: Peer) -> PeerLink:
         """The encrypted transport to `peer`, signed with this hub's keys."""
@@ -122,10 +147,13 @@ class SyncService:
         client = self._clients.get(key)
         if client is None:
             if self._session is None:
+                # No per-host connection limit: a hanging peer's sockets never queue another's.
                 self._session = aiohttp.ClientSession(
-                    timeout=aiohttp.ClientTimeout(total=self.config.timeout))
+                    timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+                    connector=aiohttp.TCPConnector(limit=0, limit_per_host=0))
             client = HubClient(peer.url, self.hub_did, self.keys, hub_did=peer.peer_did,
-                               resolver=self.resolver, session=self._session)
+                               resolver=self.resolver, session=self._session,
+                               timeout=self.config.timeout)
             self._clients[key] = client
         return client.send
 
@@ -136,11 +164,17 @@ class SyncService:
         """Pull every peer (of `owner`) to the end of its log now; (peer, result, error)."""
         out: list[tuple[Peer, PullResult | None, str | None]] = []
         for peer in await peers.list_peers(self.db, owner):
+            queue = self._queues.get(peer.id)
             try:
-                result = await self._pull(peer, progress)
+                if queue is not None:  # after a pull of it in progress, never beside one
+                    async with queue.pull_lock:
+                        result = await self._pull(peer, progress)
+                    queue.pull_backoff.succeeded()
+                else:
+                    result = await self._pull(peer, progress)
                 out.append((peer, result, None))
             except Exception as exc:  # noqa: BLE001  (reported per peer; the others still sync)
-                out.append((peer, None, _describe(exc)))
+                out.append((peer, None, describe(exc)))
         return out
 
     async def _pull(self, peer: Peer, progress: Progress | None = None) -> PullResult:
@@ -151,59 +185,28 @@ class SyncService:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            failures = await peers.save_failure(self.db, peer.id, _describe(exc))
-            self._failures[peer.id] = failures
-            delay = min(self.config.max_backoff,
-                        self.config.base_backoff * 2 ** min(failures - 1, 20))
-            self._due[peer.id] = time.monotonic() + delay * (0.5 + random.random() / 2)
-            logger.warning("sync: pulling %s for %s failed (%d in a row; next in %.0f s): %s",
-                           peer.url, peer.owner[:60], failures, delay, _describe(exc))
+            failures = await peers.save_failure(self.db, peer.id, describe(exc))
+            logger.warning("sync: pulling peer %d (%s) failed (%d in a row): %s", peer.id,
+                           peer.url, failures, describe(exc))
             raise
-        self._failures.pop(peer.id, None)
-        self._due[peer.id] = time.monotonic() + self.config.interval
         return result
 
-    def _start_pull(self, peer: Peer) -> None:
-        if peer.id in self._running:
-            self._due[peer.id] = 0.0  # again right after the running pull
-            return
-
-        async def run() -> None:
-            try:
-                await self._pull(peer)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001  (noted by _pull; retried after the backoff)
-                logger.debug("sync: pull of peer %d failed", peer.id)
-            finally:
-                self._running.pop(peer.id, None)
-                self._wake.set()
-
-        self._due[peer.id] = time.monotonic() + self.config.interval
-        self._running[peer.id] = asyncio.create_task(run(), name=f"sync-pull-{peer.id}")
-
     async def _rounds(self) -> None:
+        """Keep one queue per configured peer (peers are added and removed while running)."""
         while not self._closed:
             try:
                 all_peers = await peers.list_peers(self.db)
-                now = time.monotonic()
-                hinted, self._hinted = self._hinted, []
                 for peer in all_peers:
-                    if (peer.owner, peer.peer_did) in hinted and not self._failures.get(peer.id):
-                        self._due[peer.id] = 0.0
-                    if self._due.setdefault(peer.id, 0.0) <= now:
-                        self._start_pull(peer)
+                    self._queue(peer)
                 known = {p.id for p in all_peers}
-                for stale in set(self._due) - known:
-                    self._due.pop(stale, None)
-                wait = min((d - now for d in self._due.values()), default=self.config.interval)
+                for stale in set(self._queues) - known:
+                    await self._queues.pop(stale).close(0.0)
             except Exception:
-                logger.exception("sync: a round failed")
-                wait = self.config.base_backoff
+                logger.exception("sync: reading the peers failed")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.05, min(wait,
-                                                                        self.config.interval)))
+                await asyncio.wait_for(self._wake.wait(),
+                                       min(self.config.refresh, self.config.interval))
 
     # --- hints -----------------------------------------------------------------------------------
 
@@ -226,37 +229,30 @@ class SyncService:
             else:  # quiet for `trailing_hint` seconds since the last hints
                 owners_now, trailing = trailing, set()
             try:
-                await self._send_hints(owners_now)
+                await self._queue_hints(owners_now)
             except Exception:
-                logger.exception("sync: sending hints failed")
+                logger.exception("sync: queueing hints failed")
 
-    async def _send_hints(self, owner_dids: set[str]) -> None:
-        sends = []
+    async def _queue_hints(self, owner_dids: set[str]) -> None:
+        """Hand each peer of these owners a hint; its queue sends it (this never waits on a
+        peer)."""
         for owner in owner_dids:
             its_peers = await peers.list_peers(self.db, owner)
             if not its_peers:
                 continue
             last_seq = await self._last_seq(owner)
             for peer in its_peers:
-                request = protocol.hint_request(self.hub_did, peer.peer_did, owner, last_seq)
-                sends.append(self._hint_one(peer, request))
-        if sends:
-            await asyncio.gather(*sends)
+                queue = self._queue(peer)
+                if queue is not None:
+                    queue.hint(last_seq)
 
-    async def _hint_one(self, peer: Peer, request: dict[str, Any]) -> None:
-        try:
-            await self.link(peer)(request)
-        except Exception as exc:  # noqa: BLE001  (a lost hint only delays: rounds catch up)
-            logger.info("sync: hint to %s not delivered: %s", peer.url, _describe(exc))
+    async def _hint_one(self, peer: Peer, last_seq: int) -> None:
+        """Send one hint (raises what the link raises: the queue backs off)."""
+        request = protocol.hint_request(self.hub_did, peer.peer_did, peer.owner, last_seq)
+        await self.link(peer)(request)
 
     async def _last_seq(self, owner: str) -> int:
         async with self.db.read() as conn:
             value = (await conn.execute(sa.select(owners.c.last_seq)
                                         .where(owners.c.did == owner))).scalar()
         return int(value or 0)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, HubClientError | protocol.SyncProtocolError):
-        return str(exc)[:400]
-    return f"{type(exc).__name__}: {str(exc)[:300]}"

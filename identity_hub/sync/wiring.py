@@ -7,16 +7,26 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from identity_hub.sync.peer_queue import PeerQueue
 from identity_hub.sync.receiver import Receiver
 from identity_hub.sync.service import SyncConfig, SyncService
 
 if TYPE_CHECKING:
+    from identity_hub.metrics import Metrics
     from identity_hub.commits.service import CommitService
     from identity_hub.did import DidResolver
     from identity_hub.identity import HubIdentity
     from identity_hub.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+def sync_config(settings: Settings) -> SyncConfig:
+    """The sync service's timing from the settings table."""
+    return SyncConfig(interval=settings.sync_interval_seconds,
+                      timeout=settings.sync_request_timeout_seconds,
+                      base_backoff=settings.sync_backoff_base_seconds,
+                      max_backoff=settings.sync_backoff_max_seconds)
 
 
 def receiver_for(commits: CommitService, resolver: DidResolver, settings: Settings) -> Receiver:
@@ -30,7 +40,7 @@ def service_for(commits: CommitService, resolver: DidResolver, settings: Setting
     key-agreement keys."""
     keys = [identity.signing_key("Ed25519"), *identity.encryption_keys()]
     return SyncService(receiver_for(commits, resolver, settings), identity.did, keys, resolver,
-                       config)
+                       config or sync_config(settings))
 
 
 @contextlib.asynccontextmanager
@@ -46,7 +56,19 @@ async def running_sync(commits: CommitService, resolver: DidResolver, settings: 
         await service.close()
 
 
-
 def attach_write_hints(commits: CommitService, service: SyncService) -> None:
     """Have every commit stored by `commits` (local or replicated) hint the owner's peers."""
     commits.on_stored = service.notify_write
+
+
+def attach_metrics(service: SyncService, metrics: Metrics) -> None:
+    """Keep the per-peer sync gauges of `metrics` current."""
+
+    def report(queue: PeerQueue) -> None:
+        metrics.peer_status(queue.peer.owner, queue.peer.peer_did,
+                            last_success=queue.last_success,
+                            failures=queue.pull_backoff.failures,
+                            hint_failures=queue.hint_backoff.failures,
+                            backoff=queue.pull_backoff.remaining(), errors=queue.errors)
+
+    service.on_peer_status = report

@@ -8,6 +8,8 @@ import logging
 from aiohttp import web
 
 from identity_hub import appkeys
+from identity_hub.errors import RateLimited
+from identity_hub.ratelimit import source_address
 
 logger = logging.getLogger(__name__)
 
@@ -15,8 +17,22 @@ TOO_LARGE = json.dumps({"error_code": "bad_request",
                         "developer_message": "Request body too large"}).encode()
 
 
+def too_many(exc: RateLimited) -> web.Response:
+    """HTTP 429 with Retry-After and the protocol's ErrorResponse (plain JSON, like a 401)."""
+    return web.Response(status=429, body=json.dumps(exc.to_response()).encode(),
+                        content_type="application/json",
+                        headers={"Retry-After": str(exc.retry_after)})
+
+
 async def endpoint(request: web.Request) -> web.Response:
     settings = request.app[appkeys.SETTINGS]
+    pipeline = request.app[appkeys.PIPELINE]
+    source = source_address(request.remote, request.headers.get("X-Forwarded-For"),
+                            pipeline.trusted_proxies)
+    try:
+        pipeline.gate.admit(source)  # before the body is read: no crypto for a flooding address
+    except RateLimited as exc:
+        return too_many(exc)
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
         return web.Response(status=413, body=TOO_LARGE, content_type="application/json")
@@ -24,9 +40,10 @@ async def endpoint(request: web.Request) -> web.Response:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return web.Response(status=413, body=TOO_LARGE, content_type="application/json")
-    pipeline = request.app[appkeys.PIPELINE]
     try:
-        status, content_type, out = await pipeline.handle(body)
+        status, content_type, out = await pipeline.handle(body, source)
+    except RateLimited as exc:
+        return too_many(exc)
     except Exception:
         # Never a 500 with a stack: an unexpected failure (the database is down, say) is logged
         # and the client is told to come back later.

@@ -18,9 +18,12 @@ from identity_hub.auth.envelope import (
 )
 from identity_hub.crypto import Limits
 from identity_hub.errors import AuthenticationFailed, HubError, ServerError, TooManyRequests
+from identity_hub.metrics import Metrics
 from identity_hub.protocol.jsonutil import loads_strict
+from identity_hub.ratelimit import CPU_METER, CpuMeter, RateLimiter, parse_proxies
 from identity_hub.runtime import Runtime
 from identity_hub.storage import store
+from identity_hub.transport.gate import RateGate
 
 logger = logging.getLogger(__name__)
 
@@ -30,32 +33,61 @@ AUTH_FAILED_BODY = json.dumps({"error_code": "authentication_failed"}).encode()
 class Pipeline:
     """Turns request bodies into (HTTP status, content type, response body)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, metrics: Metrics | None = None) -> None:
         self.rt = runtime
         settings = runtime.settings
+        self.metrics = metrics
+        # Rate limits (docs/rate-limits.md); raises ValueError for a malformed setting.
+        self.gate = RateGate(RateLimiter.from_settings(settings), runtime.db,
+                             open_tenancy=settings.open_tenancy, metrics=metrics,
+                             max_keys=settings.rate_limit_max_keys)
+        self.trusted_proxies = parse_proxies(settings.trusted_proxies)
         self.keys = KeyRing(runtime.identity)
         self.limits = Limits(max_token_bytes=settings.max_body_bytes,
                              max_plaintext=settings.max_plaintext_bytes)
         self.inflight: collections.Counter[str] = collections.Counter()
 
-    async def handle(self, body: bytes) -> tuple[int, str, bytes]:
+    async def handle(self, body: bytes, source: str = "unknown") -> tuple[int, str, bytes]:
+        """One request body from `source` (the client's address) → (status, type, body).
+
+        Raises:
+            RateLimited: a rate limit refused it (the transport answers 429 + Retry-After).
+        """
         settings = self.rt.settings
         try:
-            opened = await open_request(body, self.keys, self.rt.resolver, self.limits,
-                                        skew_seconds=settings.clock_skew_seconds)
+            try:
+                opened = await open_request(body, self.keys, self.rt.resolver, self.limits,
+                                            skew_seconds=settings.clock_skew_seconds)
+                if opened.token is not None:
+                    verify_token(opened.token, self.keys, opened.requester,
+                                 self.rt.identity.did,
+                                 skew_seconds=settings.clock_skew_seconds,
+                                 lifetime_seconds=settings.token_lifetime_seconds)
+            except AuthenticationFailed:
+                self.gate.auth_failed(source)
+                raise
             if opened.token is None:
+                await self.gate.handshake(opened.requester, source)
                 payload = issue_token(self.keys, opened, self.rt.identity.did,
                                       settings.token_lifetime_seconds).encode("ascii")
                 await self._register_nonce(opened)
             else:
-                verify_token(opened.token, self.keys, opened.requester, self.rt.identity.did,
-                             skew_seconds=settings.clock_skew_seconds,
-                             lifetime_seconds=settings.token_lifetime_seconds)
+                request, bad = self._parse(opened)
+                # Counted before the unit of work: a refused request consumes no nonce and
+                # stores nothing.
+                charge = None if bad is not None else await self.gate.request(
+                    opened.requester, request, source)
+                meter = CpuMeter()
                 # The nonce is consumed in the request's own transaction (storage/unit.py): a
                 # replay is refused at the request's first database access, or when it ends.
                 try:
-                    async with self.rt.db.unit(nonce=self._nonce(opened)):
-                        payload = await self._dispatch(opened)
+                    reset = CPU_METER.set(meter)
+                    try:
+                        async with self.rt.db.unit(nonce=self._nonce(opened)):
+                            payload = bad or await self._dispatch(opened, request)
+                    finally:
+                        CPU_METER.reset(reset)
+                        self.gate.spent(charge, meter.seconds)
                 except AuthenticationFailed:
                     raise
                 except Exception:  # the commit failed: nothing of the request was kept
@@ -75,16 +107,19 @@ class Pipeline:
         if not await store.register_nonce(self.rt.db, *self._nonce(opened)):
             raise AuthenticationFailed("replayed did-requester-nonce")
 
-    async def _dispatch(self, opened: OpenedRequest) -> bytes:
+    def _parse(self, opened: OpenedRequest) -> tuple[Any, bytes | None]:
+        """The request JSON, or (None, the error response) when it does not parse."""
+        try:
+            return loads_strict(opened.payload, max_depth=self.rt.settings.max_json_depth), None
+        except HubError as exc:
+            return None, _dump(exc.to_response())
+
+    async def _dispatch(self, opened: OpenedRequest, request: Any) -> bytes:
         requester = opened.requester
         if self.inflight[requester] >= self.rt.settings.max_concurrent_per_requester:
             return _dump(TooManyRequests().to_response())
         self.inflight[requester] += 1
         try:
-            try:
-                request = loads_strict(opened.payload, max_depth=self.rt.settings.max_json_depth)
-            except HubError as exc:
-                return _dump(exc.to_response())
             return _dump(await self.rt.hub.handle(requester, request))
         finally:
             self.inflight[requester] -= 1

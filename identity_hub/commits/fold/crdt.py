@@ -28,12 +28,14 @@ import os
 import struct
 import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from identity_hub import ratelimit
 from identity_hub.commits.fold import crdt_chunks
 from identity_hub.commits.fold.crdt_chunks import (
     ChunkError,
@@ -169,6 +171,9 @@ class _WorkerProcess:
             proc = await self.ensure_started()
             assert proc.stdin is not None and proc.stdout is not None
             acknowledged = False
+            # The worker's time on this request counts against the requester's automerge
+            # budget (identity_hub/ratelimit.py); starting a worker does not.
+            started = time.monotonic()
             try:
                 async with asyncio.timeout(self.limits.timeout):
                     proc.stdin.write(request)
@@ -203,6 +208,8 @@ class _WorkerProcess:
                 # Cancelled mid-exchange: the pipe is out of step, so this worker cannot be reused.
                 await self.stop()
                 raise
+            finally:
+                ratelimit.spent(time.monotonic() - started)
         raise CrdtError("automerge engine is unavailable", "engine")
 
     async def replace(self, grace: float = 0.0) -> None:
