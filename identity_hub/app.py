@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from identity_hub import appkeys
+from identity_hub.logs import install_filters
 from identity_hub.runtime import open_runtime
 from identity_hub.settings import Settings
 from identity_hub.storage import store
 from identity_hub.sync.service import SyncConfig
 from identity_hub.sync.wiring import attach_write_hints, running_sync
+from identity_hub.transport.accesslog import access_middleware
 from identity_hub.transport.http import endpoint
 from identity_hub.transport.pipeline import Pipeline
 
@@ -75,7 +77,9 @@ async def well_known_hub(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    install_filters()  # aiohttp's complaints about malformed requests: no stranger's bytes
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[access_middleware(log_dids=settings.log_requester_dids)])
     app[appkeys.SETTINGS] = settings
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -67,7 +67,10 @@ def main(ctx: click.Context, data_dir: str | None, database_url: str | None,
         return
     from identity_hub.logs import setup_logging
 
-    setup_logging(settings.log_level, settings.log_format)
+    try:
+        setup_logging(settings.log_level, settings.log_format)
+    except ValueError as exc:
+        fail(f"{exc}")
     ctx.obj = settings
 
 

@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 
 from identity_hub import appkeys
+from identity_hub.transport.accesslog import ACCESS, AccessRecord
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +25,11 @@ async def endpoint(request: web.Request) -> web.Response:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return web.Response(status=413, body=TOO_LARGE, content_type="application/json")
+    access = request.get(ACCESS) or AccessRecord()
+    access.bytes_in = len(body)
     pipeline = request.app[appkeys.PIPELINE]
     try:
-        status, content_type, out = await pipeline.handle(body)
+        status, content_type, out = await pipeline.handle(body, access)
     except Exception:
         # Never a 500 with a stack: an unexpected failure (the database is down, say) is logged
         # and the client is told to come back later.
