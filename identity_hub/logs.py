@@ -34,16 +34,19 @@ def new_request_id() -> str:
 
 
 def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
-    """A stranger's text or bytes made safe for a log line: repr (control bytes, newlines and
-    escape sequences escaped), at most `limit` characters of it, and '…' when cut."""
+    """A stranger's text or bytes made safe for a log line: its repr (control bytes, newlines
+    and escape sequences escaped), at most `limit` characters long, with '…' when cut."""
     if isinstance(value, bytes | bytearray):
-        value = bytes(value[:limit]).decode("utf-8", "replace")
-        cut = len(value) >= limit
-    else:
-        value = str(value)
+        text = bytes(value[:limit]).decode("utf-8", "replace")
         cut = len(value) > limit
-        value = value[:limit]
-    return repr(value) + ("…" if cut else "")
+    else:
+        text = str(value)
+        cut = len(text) > limit
+        text = text[:limit]
+    quoted = repr(text)
+    if len(quoted) > limit:
+        quoted, cut = quoted[:limit], True
+    return quoted + ("…" if cut else "")
 
 
 class RequestIdFilter(logging.Filter):
