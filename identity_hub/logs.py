@@ -1,6 +1,6 @@
 """Logging setup: plain text for people, JSON lines for log collectors.
 
-Two rules hold for every line (docs/operations.md, "Logs"):
+Two rules hold for every line (docs/logs.md):
 
 * No line echoes a stranger's bytes: anything a client sent is passed through `quote()` (an
   escaped, length-capped repr) before it is logged; aiohttp's own complaints about malformed

@@ -1,4 +1,4 @@
-"""The access log: one line per request, written by an aiohttp middleware (docs/operations.md).
+"""The access log: one line per request, written by an aiohttp middleware (docs/logs.md).
 
 Each line has the request id (also sent back as `X-Request-Id`), the method and the matched
 route (never the raw path: a path such as /1.0/identifiers/{did} would name a DID, and an
