@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import pathlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -14,17 +16,28 @@ import pytest
 
 from identity_hub.client import HubErrorResponse
 from identity_hub.storage import store
-from tests.integration.test_transport import (  # noqa: F401  (fixtures)
-    PLAYLIST,
-    client_for,
-    enrol,
-    hub,
-    resolver_server,
-)
+from tests.integration.test_transport import PLAYLIST, client_for, enrol
 from tests.support.identities import identity_for
-from tests.support.servers import RunningHub, UniversalResolver
+from tests.support.servers import RunningHub, UniversalResolver, running_hub
 
 CANARY = b"CANARY5e1d"
+
+
+@pytest.fixture
+async def resolver_server() -> AsyncIterator[UniversalResolver]:
+    ur = UniversalResolver()
+    await ur.start()
+    yield ur
+    await ur.close()
+
+
+@pytest.fixture
+async def hub(db_url: str, tmp_path: pathlib.Path, hub_identity_dir: pathlib.Path,
+              resolver_server: UniversalResolver) -> AsyncIterator[RunningHub]:
+    async with running_hub(tmp_path / "hub", db_url, hub_identity_dir,
+                           universal_resolver=f"http://{resolver_server.host}",
+                           allow_hosts=resolver_server.host) as h:
+        yield h
 
 
 def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
@@ -62,8 +75,8 @@ async def raw_post(hub: RunningHub, body: bytes) -> tuple[int, dict[str, Any], s
         return resp.status, json.loads(await resp.read()), resp.headers["X-Request-Id"]
 
 
-async def test_every_refusal_logs_one_access_line(hub: RunningHub,  # noqa: F811
-                                                  resolver_server: UniversalResolver,  # noqa: F811
+async def test_every_refusal_logs_one_access_line(hub: RunningHub,
+                                                  resolver_server: UniversalResolver,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="identity_hub.access")
     one = Counter(caplog)
@@ -133,10 +146,8 @@ async def test_every_refusal_logs_one_access_line(hub: RunningHub,  # noqa: F811
 
 
 async def test_log_requester_dids_names_the_requester(
-        db_url: str, tmp_path: Any, hub_identity_dir: Any,
-        resolver_server: UniversalResolver, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
-    from tests.support.servers import running_hub
-
+        db_url: str, tmp_path: pathlib.Path, hub_identity_dir: pathlib.Path,
+        resolver_server: UniversalResolver, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="identity_hub.access")
     async with running_hub(tmp_path / "hub", db_url, hub_identity_dir,
                            universal_resolver=f"http://{resolver_server.host}",
@@ -172,7 +183,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_malformed_http_is_logged_quoted_without_a_traceback(
-        hub: RunningHub, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+        hub: RunningHub, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="identity_hub.access")
     for data in MALFORMED:
         reply = await raw_exchange(hub, data)
