@@ -72,7 +72,7 @@ class ClientFaultFilter(logging.Filter):
             return record.levelno >= logging.getLogger().getEffectiveLevel()
         status = int(getattr(exc, "code", 400) or 400)
         fields = {"request_id": new_request_id(), "method": "-", "route": "-", "status": status,
-                  "error_code": "malformed_http", "message_type": None, "ms": 0.0,
+                  "error_code": "malformed_http", "message_type": None, "ms": None,
                   "bytes_in": None, "bytes_out": None, "reason": type(exc).__name__,
                   "detail": quote(getattr(exc, "message", "") or "")}
         log_access(fields, level=logging.INFO)
@@ -143,6 +143,11 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+def json_logging() -> bool:
+    """Whether setup_logging() made stderr JSON lines (so a command's own messages must be too)."""
+    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:

@@ -112,3 +112,22 @@ def test_serve_log_format_json_makes_every_line_json(tmp_path: pathlib.Path) -> 
     # No line echoes the path's DID or the body; the malformed line shows a quoted excerpt.
     assert "did:example" not in err.decode()
     assert [e["error_code"] for e in access if CANARY in json.dumps(e)] == ["malformed_http"]
+
+
+def test_a_command_error_is_a_json_line_with_log_format_json(tmp_path: pathlib.Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "identity_hub", "--data-dir", str(tmp_path / "none"), "info"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "IDENTITY_HUB_LOG_FORMAT": "json"})
+    assert out.returncode == 1
+    [entry] = [json.loads(line) for line in out.stderr.splitlines()]
+    assert entry["level"] == "ERROR" and "identity-hub init" in entry["msg"]
+
+
+def test_an_unknown_log_format_is_one_line_saying_so(tmp_path: pathlib.Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "identity_hub", "--data-dir", str(tmp_path), "info"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "IDENTITY_HUB_LOG_FORMAT": "yaml"})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == ["error: log_format must be text or json, not 'yaml'"]
