@@ -98,15 +98,26 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+class DropFilter(logging.Filter):
+    """On `aiohttp.access`: aiohttp's own access log prints the raw path (which may name a DID)
+    and the client's address; the hub's access log (transport/accesslog.py) replaces it, so
+    whatever runner serves the app (`serve`, a test server, `web.run_app`) it logs nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
 _FILTER_INSTALLED = False
 
 
 def install_filters() -> None:
-    """Put ClientFaultFilter on aiohttp's server logger (once per process). The logger is set
-    to DEBUG so that the filter sees every malformed request, also those aiohttp reports at
-    debug level; the filter passes other records only at the root logger's level."""
+    """Put ClientFaultFilter on aiohttp's server logger and DropFilter on its access logger
+    (once per process). The server logger is set to DEBUG so that the filter sees every
+    malformed request, also those aiohttp reports at debug level; the filter passes other
+    records only at the root logger's level."""
     global _FILTER_INSTALLED
     if not _FILTER_INSTALLED:
+        logging.getLogger("aiohttp.access").addFilter(DropFilter())
         server = logging.getLogger("aiohttp.server")
         server.addFilter(ClientFaultFilter())
         if server.level == logging.NOTSET:

@@ -42,6 +42,8 @@ class AccessRecord:
     requester: str | None = None      # logged only with log_requester_dids
 
 
+# Here rather than in appkeys.py: appkeys imports the pipeline, which fills this record, so a
+# key in appkeys would make accesslog → appkeys → pipeline → accesslog a cycle.
 ACCESS = web.RequestKey("access", AccessRecord)
 
 
