@@ -20,8 +20,10 @@ import http
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from identity_hub.logs import REQUEST_ID, log_access, new_request_id, quote
 
@@ -47,11 +49,14 @@ class AccessRecord:
 ACCESS = web.RequestKey("access", AccessRecord)
 
 
-def access_middleware(*, log_dids: bool = False):  # type: ignore[no-untyped-def]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+def access_middleware(*, log_dids: bool = False) -> Middleware:
     """The middleware: times the handler and logs one line however it ends."""
 
     @web.middleware
-    async def access_log(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = new_request_id()
         token = REQUEST_ID.set(request_id)
         record = AccessRecord()
