@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from identity_hub import appkeys
+from identity_hub.logs import install_filters
 from identity_hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from identity_hub.metrics import Metrics
 from identity_hub.runtime import open_runtime
@@ -21,6 +22,7 @@ from identity_hub.sync.wiring import (
     running_sync,
     sync_config,
 )
+from identity_hub.transport.accesslog import access_middleware
 from identity_hub.transport.http import endpoint
 from identity_hub.transport.pipeline import Pipeline
 
@@ -87,7 +89,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    install_filters()  # aiohttp's complaints about malformed requests: no stranger's bytes
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[access_middleware(log_dids=settings.log_requester_dids)])
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics(name_dids=settings.metrics_name_dids)
 

@@ -16,7 +16,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from identity_hub.auth.authorization import Authorizer
 from identity_hub.commits.service import CommitService
 from identity_hub.did import DidResolver
 from identity_hub.errors import (
@@ -34,6 +33,7 @@ from identity_hub.interfaces.objects import handle_object_query, handle_write
 from identity_hub.jsonld import default_jsonld
 from identity_hub.permissions import audit
 from identity_hub.permissions.audit import AuditRecord
+from identity_hub.permissions.authorization import Authorizer
 from identity_hub.protocol.schemas import REQUEST_TYPES, validate_request
 from identity_hub.settings import Settings
 from identity_hub.storage import store

@@ -112,7 +112,10 @@ SETTINGS: tuple[Setting, ...] = (
             "shipped in schemas/contexts nor in <data dir>/contexts: refuse (bad_request) or "
             "opaque (context + '/' + type, no expansion). Contexts never load from the network."),
     Setting("log_level", str, "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
-    Setting("log_format", str, "text", "Log format: text or json."),
+    Setting("log_format", str, "text", "Log format: text or json (every line one JSON object, "
+            "the start banner included)."),
+    Setting("log_requester_dids", bool, False, "Name the requester's DID in access log lines "
+            "(off: no log line names a DID or an object id)."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -182,6 +185,7 @@ class Settings:
     jsonld_unknown_contexts: str = "refuse"
     log_level: str = "INFO"
     log_format: str = "text"
+    log_requester_dids: bool = False
 
     @property
     def data_path(self) -> Path:

@@ -30,6 +30,7 @@ from identity_hub.crypto import JoseError, Limits, ParsedJws
 from identity_hub.did import DidError, DidResolver, VerificationKey
 from identity_hub.errors import AuthenticationFailed
 from identity_hub.identity import HubIdentity
+from identity_hub.logs import quote
 from identity_hub.protocol.commit import format_time, parse_time
 from identity_hub.settings import Settings
 
@@ -137,7 +138,9 @@ class OpenedRequest:
 
 
 def _fail(reason: str) -> AuthenticationFailed:
-    logger.info("authentication failed: %s", reason)
+    # The access line names the failure's fixed category; the library text after it may quote
+    # the request or name a DID, so it is logged only at debug level, quoted.
+    logger.debug("authentication failed: %s", quote(reason, 240))
     return AuthenticationFailed(reason)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Coroutine
@@ -21,7 +22,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def fail(message: str) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
+    from identity_hub.logs import json_logging
+
+    if json_logging():  # --log-format json: this line is JSON too
+        logging.getLogger("identity_hub.cli").error("error: %s", message)
+    else:
+        click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(1)
 
 
@@ -67,7 +73,10 @@ def main(ctx: click.Context, data_dir: str | None, database_url: str | None,
         return
     from identity_hub.logs import setup_logging
 
-    setup_logging(settings.log_level, settings.log_format)
+    try:
+        setup_logging(settings.log_level, settings.log_format)
+    except ValueError as exc:
+        fail(f"{exc}")
     ctx.obj = settings
 
 

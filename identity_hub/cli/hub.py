@@ -66,19 +66,25 @@ def init(ctx: click.Context, method: str, web_host: str | None, rsa: bool | None
 @click.option("--public-url", metavar="URL", help="The URL clients reach this hub at.")
 @click.option("--open-tenancy", is_flag=True, default=None,
               help="Serve any owner DID that authenticates (development and public hubs).")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Log lines as text or as JSON objects, the banner included (default: text).")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, public_url: str | None,
-          open_tenancy: bool | None) -> None:
+          open_tenancy: bool | None, log_format: str | None) -> None:
     """Serve the Identity Hub protocol (initializing the data directory on first start)."""
     from aiohttp import web
 
     from identity_hub.app import create_app
+    from identity_hub.logs import setup_logging
     from identity_hub.runtime import ensure_initialized
 
     settings = settings_of(ctx)
     changes = {k: v for k, v in {"host": host, "port": port, "public_url": public_url,
-                                 "open_tenancy": open_tenancy}.items() if v is not None}
+                                 "open_tenancy": open_tenancy,
+                                 "log_format": log_format}.items() if v is not None}
     settings = settings.replace(**changes)
+    if log_format is not None:
+        setup_logging(settings.log_level, settings.log_format)
     try:  # a malformed rate limit or proxy list: one line, before anything starts
         from identity_hub.ratelimit import check_settings
 
@@ -87,11 +93,15 @@ def serve(ctx: click.Context, host: str | None, port: int | None, public_url: st
         fail(str(exc))
         return
     identity = ensure_initialized(settings)
-    click.echo(f"identity-hub {identity.did[:60]}{'…' if len(identity.did) > 60 else ''}")
-    click.echo(f"listening on http://{settings.host}:{settings.port} "
-               f"(endpoint {settings.endpoint}, health /healthz)")
-    click.echo(f"data directory {settings.data_dir}; database "
-               f"{'SQLite' if settings.db_url.startswith('sqlite') else 'PostgreSQL'}")
+    banner(settings, "start",
+           f"identity-hub {identity.did[:60]}{'…' if len(identity.did) > 60 else ''}",
+           f"listening on http://{settings.host}:{settings.port} "
+           f"(endpoint {settings.endpoint}, health /healthz)",
+           f"data directory {settings.data_dir}; database "
+           f"{'SQLite' if settings.db_url.startswith('sqlite') else 'PostgreSQL'}",
+           hub_did=identity.did, host=settings.host, port=settings.port,
+           endpoint=settings.endpoint,
+           database="sqlite" if settings.db_url.startswith("sqlite") else "postgresql")
 
     async def serve_forever() -> None:
         app = create_app(settings)
@@ -104,10 +114,20 @@ def serve(ctx: click.Context, host: str | None, port: int | None, public_url: st
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        click.echo("shutting down")
+        banner(settings, "stop", "shutting down")
         await runner.cleanup()
 
     run(serve_forever())
+
+
+def banner(settings: Settings, event: str, *lines: str, **fields: object) -> None:
+    """What `serve` tells the person who started it: text lines on stdout, or with
+    log_format=json one JSON log line (the lines joined, and `fields` as keys) on stderr."""
+    if settings.log_format == "json":
+        logger.info("%s", "; ".join(lines), extra={"event": {"event": event, **fields}})
+        return
+    for line in lines:
+        click.echo(line)
 
 
 @main.command()

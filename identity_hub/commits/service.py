@@ -24,6 +24,7 @@ from identity_hub.commits.fold.basic import CommitView, ObjectState
 from identity_hub.commits.fold.crdt import AutomergeEngine, CrdtError
 from identity_hub.errors import BadRequest, MissingDependencies, TemporarilyUnavailable
 from identity_hub.jsonld import JsonLd, default_jsonld
+from identity_hub.logs import quote
 from identity_hub.permissions import index as grant_index
 from identity_hub.protocol.commit import Commit
 from identity_hub.protocol.jsonutil import JsonError, loads_strict
@@ -96,7 +97,8 @@ class CommitService:
         try:
             return await self.jsonld.type_iri_async(context, type_)
         except BadRequest as exc:
-            logger.info("no type IRI for %.100s of %.100s: %s", type_, context, exc.message)
+            logger.info("no type IRI for %s of %s: %s", quote(type_), quote(context),
+                        quote(exc.message, 200))
             return None
 
     async def write(self, owner: str, commit: Commit, check: Precondition | None = None, *,

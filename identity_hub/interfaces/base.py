@@ -1,37 +1,14 @@
-"""What every interface handler gets: the authenticated request and the hub's services."""
+"""Helpers every interface handler uses; `RequestContext` is defined in request_context.py."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from identity_hub.errors import BadRequest, MissingParameter, WrongType
-from identity_hub.permissions.audit import AuditRecord
+from identity_hub.request_context import RequestContext as RequestContext  # re-exported
 from identity_hub.storage import store
 
-if TYPE_CHECKING:
-    from identity_hub.core import Hub
-
 PROTOCOL_CONTEXT = "https://schema.identity.foundation/0.1"
-
-
-@dataclasses.dataclass(frozen=True)
-class RequestContext:
-    """An authenticated request: `requester` is the DID whose key signed it.
-
-    `audit` is None for the owner's own requests; for anyone else's it collects what the owner's
-    audit log records of this request (docs/permissions.md).
-    """
-
-    hub: Hub
-    requester: str
-    sub: str
-    request: dict[str, Any]
-    audit: AuditRecord | None = None
-
-    @property
-    def is_owner(self) -> bool:
-        return self.requester == self.sub
 
 
 def check_committed_at(committed_at_us: int, skew_seconds: int, *, past: bool = True,

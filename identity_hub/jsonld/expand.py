@@ -36,6 +36,7 @@ from pyld.context_resolver import ContextResolver
 
 from identity_hub.errors import BadRequest
 from identity_hub.jsonld.loader import ContextLibrary, UnknownContext, absolute_context
+from identity_hub.logs import quote
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class JsonLd:
         except jsonld.JsonLdError as exc:
             url = _unknown_url(exc)
             if url is None:
-                logger.info("context %.100s does not expand: %s", context, type(exc).__name__)
+                logger.info("context %s does not expand: %s", quote(context), type(exc).__name__)
                 return _Refusal("context", f"The JSON-LD context {context[:200]} could not be "
                                            "processed")
             if self.unknown_contexts == "opaque":

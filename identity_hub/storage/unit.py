@@ -35,15 +35,27 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity_hub.errors import AuthenticationFailed
 from identity_hub.storage.driver import Driver, Sql, driver_of
 
-if TYPE_CHECKING:
-    from identity_hub.storage.engine import Database
+
+class UnitDatabase(Protocol):
+    """What a unit needs of the database it runs on (storage/engine.py's Database has it).
+    A protocol here, so that this module does not import the engine, which imports it."""
+
+    sqlite: bool
+    write_lock: asyncio.Lock | None
+
+    def begin_statement(self, write: bool) -> str: ...
+
+    async def checkout(self) -> AsyncConnection: ...
+
+    async def checkin(self, conn: AsyncConnection) -> None: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +63,7 @@ current_unit: contextvars.ContextVar[Unit | None] = contextvars.ContextVar(
     "identity_hub_unit", default=None)
 
 
-def joinable(db: Database) -> Unit | None:
+def joinable(db: UnitDatabase) -> Unit | None:
     """The unit the current task's blocks on `db` join, if any."""
     unit = current_unit.get()
     if unit is None or unit.db is not db or unit.task is not asyncio.current_task():
@@ -65,7 +77,7 @@ NONCE_INSERT = Sql("INSERT INTO nonces (digest, expires_at_us) VALUES ($1, $2) "
 class Unit:
     """The state of one unit of work; use it through `Database.unit()`."""
 
-    def __init__(self, db: Database, nonce: tuple[str, int] | None) -> None:
+    def __init__(self, db: UnitDatabase, nonce: tuple[str, int] | None) -> None:
         self.db = db
         self.task = asyncio.current_task()
         self.nonce = nonce

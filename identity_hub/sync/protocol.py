@@ -28,7 +28,7 @@ from identity_hub.storage.tables import owners
 from identity_hub.sync import trust
 
 if TYPE_CHECKING:
-    from identity_hub.interfaces.base import RequestContext
+    from identity_hub.request_context import RequestContext
     from identity_hub.storage.engine import Database
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from identity_hub.sync.protocol import (
 )
 
 if TYPE_CHECKING:
-    from identity_hub.interfaces.base import RequestContext
+    from identity_hub.request_context import RequestContext
 
 SYNC_ROUTES: dict[str, Callable[[RequestContext], Awaitable[dict[str, Any]]]] = {
     PULL_REQUEST: handle_sync_pull,

@@ -18,17 +18,28 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity_hub.errors import PermissionsRequired
-from identity_hub.interfaces.base import RequestContext
 from identity_hub.permissions import index, scope
 from identity_hub.protocol.commit import Commit
 from identity_hub.storage import store
 
 logger = logging.getLogger(__name__)
+
+
+class RequestContext(Protocol):
+    """What a decision needs of a request: who asks, and whether that is the owner. The
+    handlers' RequestContext (request_context.py) has both; a protocol here keeps this layer
+    below the interfaces that call it."""
+
+    @property
+    def requester(self) -> str: ...
+
+    @property
+    def is_owner(self) -> bool: ...
 
 
 @dataclasses.dataclass(frozen=True)
