@@ -62,6 +62,7 @@ __all__ = [  # with what storage/writes.py holds: callers use store.X
     "find_live_object",
     "is_tenant",
     "list_tenants",
+    "load_commit",
     "load_object",
     "lock_owner",
     "lock_owner_only",
@@ -194,6 +195,12 @@ async def object_commits_rows(conn: AsyncConnection, oid: int, object_id: str) -
         .order_by(commits.c.seq)
     )
     return list(await conn.execute(q))
+
+
+async def load_commit(conn: AsyncConnection, oid: int, rev: str) -> Any:
+    """One stored commit's row, or None."""
+    q = sa.select(commits).where(commits.c.owner_id == oid, commits.c.rev == rev)
+    return (await conn.execute(q)).first()
 
 
 async def query_commits(
