@@ -12,11 +12,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
+
 from identity_hub.commits.fold.crdt import AutomergeEngine
 from identity_hub.commits.service import CommitService
 from identity_hub.jsonld import JsonLd
-import sqlalchemy as sa
-
 from identity_hub.storage import store
 from identity_hub.storage.engine import Database
 from identity_hub.storage.tables import commits

@@ -112,9 +112,10 @@ class Receiver:
             result = await self.commits.write(owner, commit, self._authorize(owner, commit),
                                               payload=payload)
         except (_Park, MissingDependencies, TemporarilyUnavailable) as park:
-            # A missing grant, an automerge change whose dependencies are not here yet (a
+            # An automerge change whose dependencies (or counting create) are not here yet (a
             # commit parked itself, or a peer that sends commits out of order), or the automerge
-            # engine down for a moment: kept to retry.
+            # engine down for a moment: kept to retry. (A missing grant is no reason: such a
+            # commit is stored excluded.)
             reason = str(park) if isinstance(park, _Park) else park.message
             await peers.park(self.db, owner, commit.rev, wire, reason)
             logger.info("sync: parked commit %s of %s: %s", commit.rev[:12], owner[:60], reason)

@@ -4,7 +4,9 @@ A replicated commit of a non-owner that the grants in force at its committed_at 
 the hub holds) do not cover is stored, so that every hub holds the same commits, but marked
 `excluded` and not folded; a grant's change re-judges its grantee's commits (docs/replication.md,
 "Which commits count"). The index on (owner_id, signer, committed_at_us) finds the commits a
-grant's change may affect. Existing commits start included; `identity-hub refold` judges them.
+grant's change may affect. Existing commits start included: run `identity-hub refold` after the
+upgrade to judge them (a hub that kept a commit its peers parked under the old rule then excludes
+it too; the parked ones are stored excluded on the next sync round).
 
 Revision ID: 0008
 Revises: 0006

@@ -167,3 +167,67 @@ def update_rev(node: Node, wire: dict[str, Any]) -> str:
     from identity_hub.protocol.commit import parse_commit
 
     return parse_commit(wire).rev
+
+
+async def test_an_excluded_automerge_change_takes_its_dependents_out_of_the_merge(
+        backend: str, tmp_path: pathlib.Path, request: pytest.FixtureRequest,
+        race_identities: list[pathlib.Path], alice: Actor, bob: Actor) -> None:
+    """The grantee's automerge change, and the owner's change made on top of it, on hub A; the
+    revocation, dated before the grantee's change, on hub B. After syncing, both hubs merge
+    only what counts: the grantee's change is excluded and the change that depends on it
+    cannot be applied without it, so it is left out of the merge too (but still counts)."""
+    from tests.support import automerge_forge as forge
+
+    admin = request.getfixturevalue("pg_admin_url") if backend == "postgres" else None
+    urls = [await new_db_url(backend, tmp_path, admin) for _ in range(2)]
+    now = time.time()
+    mine, theirs = b"\x01" * 16, b"\x02" * 16
+    c0 = forge.change_chunk([forge.Op(None, "@context", forge.SET, "https://schema.org"),
+                             forge.Op(None, "@type", forge.SET, "MusicPlaylist"),
+                             forge.Op(None, "name", forge.SET, "alice's")],
+                            actor=mine, seq=1, start_op=1, deps=[])
+    c1 = forge.change_chunk([forge.Op(None, "bob", forge.SET, "was here")], actor=theirs, seq=1,
+                            start_op=4, deps=[forge.change_hash(c0)])
+    c2 = forge.change_chunk([forge.Op(None, "note", forge.SET, "after bob")], actor=mine, seq=2,
+                            start_op=5, deps=[forge.change_hash(c1)])
+    try:
+        async with open_node("a", urls[0], tmp_path / "a", race_identities[0],
+                             [alice.did]) as a, \
+                open_node("b", urls[1], tmp_path / "b", race_identities[1], [alice.did]) as b:
+            for node in (a, b):
+                ok(await a.write(alice, sync_grant(alice, node.did), alice.did))
+            grant_id = ok(await a.write(alice, alice.commit(
+                alice.did, interface="Permissions", context=GRANT_CONTEXT, type_=GRANT_TYPE,
+                committed_at=iso(now - 120),
+                payload=grant_payload(alice.did, bob.did, context="https://schema.org",
+                                      type_="MusicPlaylist", allow="CRUD")),
+                alice.did))["revisions"][0]
+            object_id = ok(await a.write(alice, alice.commit(
+                alice.did, payload=c0, strategy="automerge", committed_at=iso(now - 100)),
+                alice.did))["revisions"][0]
+            await pull(b, a, alice.did)
+            ok(await b.write(alice, alice.commit(
+                alice.did, interface="Permissions", context=GRANT_CONTEXT, type_=GRANT_TYPE,
+                operation="delete", object_id=grant_id, committed_at=iso(now - 60)), alice.did))
+            by_bob = bob.commit(alice.did, operation="update", object_id=object_id, payload=c1,
+                                strategy="automerge", committed_at=iso(now - 30))
+            ok(await a.write(bob, by_bob, alice.did))
+            ok(await a.write(alice, alice.commit(
+                alice.did, operation="update", object_id=object_id, payload=c2,
+                strategy="automerge", committed_at=iso(now - 20)), alice.did))
+            assert (await materialized(a, alice.did))[object_id][13]["note"] == "after bob"
+            await pull(b, a, alice.did)
+            await pull(a, b, alice.did)
+            states = [await materialized(n, alice.did) for n in (a, b)]
+            assert states[0] == states[1]
+            assert states[0][object_id][13] == {"@context": "https://schema.org",
+                                                "@type": "MusicPlaylist", "name": "alice's"}
+            for n in (a, b):
+                assert await excluded_revs(n, alice.did) == {update_rev(n, by_bob)}
+                async with n.runtime.db.transaction() as conn:
+                    await conn.execute(sa.update(commits).values(excluded=False))
+                await refold(n.runtime.db, alice.did)
+                assert await materialized(n, alice.did) == states[0]
+    finally:
+        for url in urls:
+            await drop_db(url, admin)
