@@ -22,6 +22,7 @@ from identity_hub.client import grant_payload
 from identity_hub.commits.refold import refold
 from identity_hub.permissions import audit
 from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE
+from identity_hub.protocol.schemas import validate_response
 from identity_hub.storage import store
 from identity_hub.storage.tables import commits
 from tests.support.actors import Actor, iso, playlist
@@ -147,6 +148,8 @@ async def test_a_revocation_dated_before_a_write_on_another_hub(
             # The owner's commit query marks them too; nothing of this reaches a peer's pull.
             mine = await a.hub.handle(alice.did, alice.commit_query(a.did, alice.did))
             assert {e["rev"] for e in mine["excluded"]} == bob_revs
+            for response in (said, again, history, mine):  # the documented shapes
+                validate_response(response)
             assert all("excluded" not in c["header"] for c in mine["commits"])
             # A from-scratch refold reproduces the excluded set and the state.
             for n in (a, b):
