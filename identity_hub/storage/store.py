@@ -341,10 +341,11 @@ async def purge_nonces(db: Database) -> int:
 
 async def latest_commit_by(conn: AsyncConnection, oid: int, signer: str, context: str,
                            type_: str) -> int | None:
-    """The latest committed_at (µs) of the commits `signer` made to the owner's objects of
-    `context`/`type_`, or None (the grant-change rule in interfaces/objects.py)."""
+    """The latest committed_at (µs) of the counting (not excluded) commits `signer` made to the
+    owner's objects of `context`/`type_`, or None (the grant-change rule in
+    interfaces/objects.py)."""
     q = sa.select(sa.func.max(commits.c.committed_at_us)).where(
         commits.c.owner_id == oid, commits.c.signer == signer, commits.c.context == context,
-        commits.c.type == type_)
+        commits.c.type == type_, commits.c.excluded.is_(False))
     value = (await conn.execute(q)).scalar()
     return None if value is None else int(value)
