@@ -195,7 +195,7 @@ class CommitService:
             logger.info("%d commit(s) of object %s re-judged by a grant change", len(flipped),
                         object_id[:16])
             try:
-                await self.refold_object(conn, oid, object_id)
+                await self.refold_object(conn, oid, object_id, excluded=verdict, rows=rows)
             except HubError as exc:  # an automerge state that no longer merges: left as it was
                 logger.warning("object %s not refolded after a grant change: %s",
                                object_id[:16], exc.message)
@@ -236,23 +236,32 @@ class CommitService:
         return None
 
     async def refold_object(self, conn: AsyncConnection, oid: int, object_id: str, *,
-                            create_seq: int | None = None, new: CommitView | None = None
-                            ) -> ObjectState:
-        """Fold one object from its whole log and save the result.
+                            create_seq: int | None = None, new: CommitView | None = None,
+                            rows: list[Any] | None = None,
+                            excluded: dict[str, bool] | None = None) -> ObjectState:
+        """Fold one object from its whole log (the commits that count) and save the result.
 
         `new` is the commit just stored, if any: an automerge fold then appends it to the
-        worker's cached merge of the others instead of merging everything again.
+        worker's cached merge of the others instead of merging everything again. `rows`: the
+        object's commit rows, when the caller has read them; `excluded`: rev → flag, when the
+        caller has just changed the stored flags (else the rows' flags).
 
         Raises:
             BadRequest: an automerge payload that does not fold (nothing is stored then).
         """
-        rows = await store.object_commits_rows(conn, oid, object_id)
-        views = [store.view_from_row(r) for r in rows if not r.excluded]
+        if rows is None:
+            rows = await store.object_commits_rows(conn, oid, object_id)
+
+        def out(r: Any) -> bool:
+            return bool(excluded[r.rev]) if excluded is not None and r.rev in excluded \
+                else bool(r.excluded)
+
+        views = [store.view_from_row(r) for r in rows if not out(r)]
         state = basic.fold(object_id, views)
         if state.create is not None and create_seq is None:
             create_seq = next(r.seq for r in rows if r.rev == object_id)
         if state.create is not None and state.create.commit_strategy == "automerge":
-            dropped = [store.view_from_row(r) for r in rows if r.excluded]
+            dropped = [store.view_from_row(r) for r in rows if out(r)]
             data = await self._automerge_state(oid, state, views, new, dropped)
         else:
             data = payload_data(state.winner) if state.winner is not None else None
