@@ -4,7 +4,8 @@
 * `index`: the versions of every grant over time (`grant_versions`), maintained in the writing
   transaction, and the one indexed lookup a permission check costs;
 * `scope`: what a grantee may read, as SQL conditions;
-* `audit`: one entry per request by a DID other than the owner.
+* `audit`: one entry per request by a DID other than the owner;
+* `exclusion`: which non-owner commits count (the rest are held excluded, not folded).
 
 See docs/permissions.md.
 """

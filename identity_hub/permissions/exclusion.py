@@ -34,8 +34,6 @@ from identity_hub.storage.tables import commits, owners
 
 AUDIT_TYPE = "CommitExclusion"
 REASON = "revoked"  # the grants in force at its committed_at do not cover it
-REASON_TEXT = ("undone: the grants in force at its committed_at do not cover it (a revocation "
-               "or change of the grant dated before it)")
 
 
 def _covers(grant: Any, object_id: str, created_by: str | None) -> bool:
