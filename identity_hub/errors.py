@@ -39,6 +39,9 @@ class HubError(Exception):
     def __init__(self, message: str | None = None, *, target: str | None = None) -> None:
         self.message = message or self.default_message
         self.target = target
+        # Extension members of the ErrorResponse (e.g. `excluded`: the requester's commits of
+        # the object named that no longer count, docs/replication.md). Never library text.
+        self.extra: dict[str, Any] = {}
         super().__init__(self.message)
 
     def to_response(self) -> dict[str, Any]:
@@ -50,6 +53,8 @@ class HubError(Exception):
         }
         if self.target is not None:
             body["target"] = self.target
+        for name, value in self.extra.items():
+            body.setdefault(name, value)
         return body
 
     def __repr__(self) -> str:

@@ -90,17 +90,23 @@ def _age(us: int | None) -> str:
 @click.pass_context
 def sync_status(ctx: click.Context, owner: str | None, as_json: bool) -> None:
     """Per owner and peer: the cursor, the lag in commits (as of the last pull), the last error,
-    and the commits parked waiting for a grant."""
+    the commits parked (not judged yet), and the owner's commits held excluded (a grantee's
+    commit that no grant in force at its committed_at covers, e.g. after a revocation dated
+    before it; `identity-hub audit` lists them as CommitExclusion)."""
+    from identity_hub.permissions.exclusion import excluded_count
     from identity_hub.sync import peers as store
 
-    async def load(db: Any) -> tuple[list[Any], dict[str, int]]:
+    async def load(db: Any) -> tuple[list[Any], dict[str, int], dict[str, int]]:
         found = await store.list_peers(db, owner)
         parked = {o: await store.parked_count(db, o) for o in {p.owner for p in found}}
-        return found, parked
+        async with db.read() as conn:
+            excluded = await excluded_count(conn, owner)
+        return found, parked, excluded
 
-    found, parked = _with_db(settings_of(ctx), load)
+    found, parked, excluded = _with_db(settings_of(ctx), load)
     if as_json:
-        echo_json([{**p.to_json(), "parked": parked.get(p.owner, 0)} for p in found])
+        echo_json([{**p.to_json(), "parked": parked.get(p.owner, 0),
+                    "excluded": excluded.get(p.owner, 0)} for p in found])
         return
     if not found:
         click.echo("no peers (identity-hub peers add --owner DID --url URL --did HUB_DID)")
@@ -108,7 +114,7 @@ def sync_status(ctx: click.Context, owner: str | None, as_json: bool) -> None:
         click.echo(f"{p.owner}\n  peer {p.peer_did[:60]} at {p.url}\n"
                    f"  cursor {p.cursor} of {p.peer_last_seq} (lag {p.lag}), "
                    f"last success {_age(p.last_success_us)}, refused {p.refused}, "
-                   f"parked {parked.get(p.owner, 0)}")
+                   f"parked {parked.get(p.owner, 0)}, excluded {excluded.get(p.owner, 0)}")
         if p.last_error:
             click.echo(f"  last error ({p.failures} in a row, {_age(p.last_attempt_us)}): "
                        f"{p.last_error}")

@@ -1,4 +1,9 @@
-"""Rebuild materialized objects from the commit log and report any that differed."""
+"""Rebuild materialized objects from the commit log and report any that differed.
+
+The grants (Permissions objects, the owner's alone: never excluded) are refolded first, so the
+grant index is complete before any other object's commits are judged again
+(permissions/exclusion.py): a refold reproduces the excluded set from the commits alone.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
+
 from identity_hub.commits.fold.crdt import AutomergeEngine
 from identity_hub.commits.service import CommitService
 from identity_hub.jsonld import JsonLd
 from identity_hub.storage import store
 from identity_hub.storage.engine import Database
+from identity_hub.storage.tables import commits
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +68,23 @@ async def _refold(service: CommitService, db: Database, owner: str | None,
         report.owners += 1
         async with db.read() as conn:
             ids = await store.all_object_ids(conn, oid)
+            grants = {r[0] for r in await conn.execute(
+                sa.select(commits.c.object_id).where(commits.c.owner_id == oid,
+                                                     commits.c.interface == "Permissions")
+                .distinct())}
+        ids = sorted(ids, key=lambda i: (i not in grants, i))
         for n, object_id in enumerate(ids, 1):
             async with db.transaction() as conn:
                 await store.lock_owner_only(conn, did)
                 before = _snapshot(await store.load_object(conn, oid, object_id))
+                flipped = 0 if object_id in grants else await service.rejudge(
+                    conn, oid, did, [object_id])
                 await service.refold_object(conn, oid, object_id)
                 after = _snapshot(await store.load_object(conn, oid, object_id))
             report.objects += 1
             changed = [k for k in COMPARED if before.get(k) != after.get(k)]
+            if flipped:
+                changed.append("excluded")
             if changed:
                 logger.warning("object %s of %s differed: %s", object_id, did, changed)
                 report.differed.append((did, object_id, changed))

@@ -3,7 +3,11 @@
 The write path: take the owner's lock, append the commit to the log (a commit already held is
 dropped: idempotent), run the caller's precondition against the object as it was before (e.g.
 update of an unknown object is `not_found`; a refusal rolls everything back), fold the commit
-into the object (incrementally when possible), and return every revision of the object. The
+into the object (incrementally when possible), and return every revision of the object. A
+precondition may instead ask for the commit to be stored *excluded* (a replicated commit the grants
+in force at its committed_at do not cover: kept, not folded; permissions/exclusion.py), and a
+grant's change re-judges the commits it affects and refolds their objects in the same
+transaction, so the excluded set is always a function of the commits held. The
 statements are few and combined where the database allows (storage/store.py): a create of a new
 object is one. The transaction commits before the caller answers: an acknowledged write is
 durable.
@@ -22,9 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from identity_hub.commits.fold import basic
 from identity_hub.commits.fold.basic import CommitView, ObjectState
 from identity_hub.commits.fold.crdt import AutomergeEngine, CrdtError
-from identity_hub.errors import BadRequest, MissingDependencies, TemporarilyUnavailable
+from identity_hub.commits.fold.crdt_chunks import ChunkError, parse_payload
+from identity_hub.errors import BadRequest, HubError, MissingDependencies, TemporarilyUnavailable
 from identity_hub.jsonld import JsonLd, default_jsonld
 from identity_hub.logs import quote
+from identity_hub.permissions import exclusion
 from identity_hub.permissions import index as grant_index
 from identity_hub.protocol.commit import Commit
 from identity_hub.protocol.jsonutil import JsonError, loads_strict
@@ -33,7 +39,9 @@ from identity_hub.storage.engine import Database
 
 logger = logging.getLogger(__name__)
 
-Precondition = Callable[[AsyncConnection, int, Any], Awaitable[None]]
+# Run under the owner's lock with the object as it was before the commit: raises to refuse (nothing
+# is stored), returns True to store the commit excluded (kept, not folded), else None/False.
+Precondition = Callable[[AsyncConnection, int, Any], Awaitable[bool | None]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +49,7 @@ class WriteResult:
     revisions: list[str]
     stored: bool  # False when the commit was already held
     object_id: str
+    excluded: bool = False  # stored excluded (permissions/exclusion.py)
 
 
 class _AlreadyHeld(Exception):
@@ -138,12 +147,22 @@ class CommitService:
                     first = False
                 if not stored:
                     raise _AlreadyHeld(await store.object_revisions(conn, oid, commit.object_id))
-                if check is not None:
-                    await check(conn, oid, row)
-                revisions = None if first else await self._fold(conn, oid, seq, row, view,
-                                                                 payload, iri)
-                await grant_index.after_commit_stored(conn, oid, commit.object_id,
-                                                      commit.interface, jsonld=self.jsonld)
+                excluded = check is not None and bool(await check(conn, oid, row))
+                revisions = None
+                if excluded:
+                    await self._store_excluded(conn, oid, view)
+                else:
+                    revisions = None if first else await self._fold(conn, oid, seq, row, view,
+                                                                     payload, iri)
+                grantees = await grant_index.after_commit_stored(conn, oid, commit.object_id,
+                                                                 commit.interface,
+                                                                 jsonld=self.jsonld)
+                if grantees:  # a grant changed from its committed_at on: re-judge what it covers
+                    await self.rejudge(conn, oid, owner, await exclusion.objects_signed_since(
+                        conn, oid, grantees, commit.committed_at_us), [commit.object_id])
+                elif commit.operation == "create" and row is not None and not excluded:
+                    # the object's creator is known now (grants limited by created_by)
+                    await self.rejudge(conn, oid, owner, [commit.object_id])
                 if row is None:  # the object's first commit (every commit has an object row)
                     revisions = [commit.rev]
                 elif revisions is None:
@@ -152,7 +171,41 @@ class CommitService:
             return WriteResult(held.revisions, False, commit.object_id)
         if self.on_stored is not None:
             self.on_stored(owner)
-        return WriteResult(revisions, True, commit.object_id)
+        return WriteResult(revisions, True, commit.object_id, excluded)
+
+    async def _store_excluded(self, conn: AsyncConnection, oid: int, view: CommitView) -> None:
+        """Mark the commit just stored excluded, and fold its object without it. An automerge
+        change is merged first as if it counted (raising as for any commit if it does not
+        merge), so a change stored here folds once a grant covers it."""
+        if view.commit_strategy == "automerge":
+            await self.refold_object(conn, oid, view.object_id, new=view)
+        await exclusion.set_flags(conn, oid, [view.rev], True)
+        row = await store.load_commit(conn, oid, view.rev)
+        await exclusion.record(conn, oid, row, True)
+        await self.refold_object(conn, oid, view.object_id)
+
+    async def rejudge(self, conn: AsyncConnection, oid: int, owner: str,
+                      object_ids: list[str], grant_ids: list[str] | None = None) -> int:
+        """Judge every commit of these objects again (permissions/exclusion.py), store the flags
+        that changed (with their audit entries, naming `grant_ids`: the grant whose change
+        caused it) and refold the objects whose flags changed. Returns how many flipped."""
+        total = 0
+        for object_id in object_ids:
+            rows = await store.object_commits_rows(conn, oid, object_id)
+            verdict = await exclusion.judge_object(conn, oid, owner, object_id, rows,
+                                                   jsonld=self.jsonld)
+            flipped = await exclusion.apply_verdict(conn, oid, rows, verdict, grant_ids)
+            if not flipped:
+                continue
+            total += len(flipped)
+            logger.info("%d commit(s) of object %s re-judged by a grant change", len(flipped),
+                        object_id[:16])
+            try:
+                await self.refold_object(conn, oid, object_id, excluded=verdict, rows=rows)
+            except HubError as exc:  # an automerge state that no longer merges: left as it was
+                logger.warning("object %s not refolded after a grant change: %s",
+                               object_id[:16], exc.message)
+        return total
 
     async def _fold(self, conn: AsyncConnection, oid: int, seq: int, row: Any,
                     view: CommitView, payload: dict[str, Any] | None, type_iri: str | None
@@ -189,23 +242,33 @@ class CommitService:
         return None
 
     async def refold_object(self, conn: AsyncConnection, oid: int, object_id: str, *,
-                            create_seq: int | None = None, new: CommitView | None = None
-                            ) -> ObjectState:
-        """Fold one object from its whole log and save the result.
+                            create_seq: int | None = None, new: CommitView | None = None,
+                            rows: list[Any] | None = None,
+                            excluded: dict[str, bool] | None = None) -> ObjectState:
+        """Fold one object from its whole log (the commits that count) and save the result.
 
         `new` is the commit just stored, if any: an automerge fold then appends it to the
-        worker's cached merge of the others instead of merging everything again.
+        worker's cached merge of the others instead of merging everything again. `rows`: the
+        object's commit rows, when the caller has read them; `excluded`: rev → flag, when the
+        caller has just changed the stored flags (else the rows' flags).
 
         Raises:
             BadRequest: an automerge payload that does not fold (nothing is stored then).
         """
-        rows = await store.object_commits_rows(conn, oid, object_id)
-        views = [store.view_from_row(r) for r in rows]
+        if rows is None:
+            rows = await store.object_commits_rows(conn, oid, object_id)
+
+        def out(r: Any) -> bool:
+            return bool(excluded[r.rev]) if excluded is not None and r.rev in excluded \
+                else bool(r.excluded)
+
+        views = [store.view_from_row(r) for r in rows if not out(r)]
         state = basic.fold(object_id, views)
         if state.create is not None and create_seq is None:
             create_seq = next(r.seq for r in rows if r.rev == object_id)
         if state.create is not None and state.create.commit_strategy == "automerge":
-            data = await self._automerge_state(oid, state, views, new)
+            dropped = [store.view_from_row(r) for r in rows if out(r)]
+            data = await self._automerge_state(oid, state, views, new, dropped)
         else:
             data = payload_data(state.winner) if state.winner is not None else None
         iri = (await self.type_iri(state.create.context, state.create.type)
@@ -217,11 +280,14 @@ class CommitService:
         return state
 
     async def _automerge_state(self, oid: int, state: ObjectState, views: list[CommitView],
-                               new: CommitView | None) -> Any:
+                               new: CommitView | None, dropped: list[CommitView] | None = None
+                               ) -> Any:
         """The merged JSON of an automerge object's payloads (its set, in the engine's order).
 
         Every payload is folded, even while a delete wins (the delete hides the object, the
         payloads stay valid); so a payload that does not merge is refused at write time.
+        `dropped`: the excluded changes; a change that depends on one of them (transitively) is
+        left out of the merge too, as it cannot be applied without it.
         """
         assert state.create is not None
         if self.crdt is None:
@@ -229,6 +295,8 @@ class CommitService:
                              target="commit.protected.commit_strategy")
         create = state.create
         mine = [v for v in views if basic.eligible(create, v) and v.operation != "delete"]
+        if dropped:
+            mine = _without_dependents(mine, dropped)
         key = f"{oid}:{state.object_id}"
         try:
             if new is not None and new.operation == "update" and new in mine:
@@ -252,3 +320,30 @@ class CommitService:
             raise BadRequest("The merged automerge state's @context/@type contradict the "
                              "commit's context/type", target="commit.payload")
         return None if state.deleted else merged
+
+
+def _hashes_and_deps(view: CommitView) -> tuple[frozenset[bytes], frozenset[bytes]]:
+    try:
+        info = parse_payload(payload_bytes(view))
+    except (ChunkError, ValueError):
+        return frozenset(), frozenset()
+    return info.hashes, info.deps
+
+
+def _without_dependents(views: list[CommitView], dropped: list[CommitView]) -> list[CommitView]:
+    """`views` less every change that depends, directly or through others, on a `dropped`
+    change."""
+    gone: set[bytes] = set()
+    for v in dropped:
+        if v.operation != "delete":
+            gone |= _hashes_and_deps(v)[0]
+    keep = {v.rev: _hashes_and_deps(v) for v in views}
+    changed = bool(gone)
+    while changed:
+        changed = False
+        for rev, (hashes, deps) in list(keep.items()):
+            if deps & gone:
+                gone |= hashes
+                del keep[rev]
+                changed = True
+    return [v for v in views if v.rev in keep]

@@ -6,7 +6,7 @@ from typing import Any
 
 from identity_hub.errors import BadRequest, NotImplementedByHub
 from identity_hub.interfaces.base import RequestContext, opt_str, opt_str_list, page_response
-from identity_hub.permissions import audit
+from identity_hub.permissions import audit, exclusion
 from identity_hub.storage import store
 
 
@@ -30,6 +30,7 @@ async def handle_commit_query(ctx: RequestContext) -> dict[str, Any]:
     token = opt_str(query, "skip_token", "query.skip_token")
     after = store.decode_skip_token("c", token, "query.skip_token")
     limit = ctx.hub.settings.page_size
+    own_excluded: list[Any] = []
     if ctx.audit is None:
         async with ctx.hub.db.read() as conn:
             oid = await store.owner_id(conn, ctx.sub)
@@ -44,6 +45,11 @@ async def handle_commit_query(ctx: RequestContext) -> dict[str, Any]:
             rows = await store.query_commits(
                 conn, oid, object_ids=object_ids, revisions=revisions, after=after,
                 limit=limit + 1, where=allowed.where)
+            # The requester's own commits asked for that no longer count, even where it may no
+            # longer read them (it signed them): how a grantee learns a revocation undid them.
+            own_excluded = await exclusion.excluded_of(
+                conn, oid, signer=ctx.requester, object_ids=object_ids, revisions=revisions,
+                limit=limit)
             ctx.audit.grant_ids = allowed.grant_ids
             ctx.audit.object_ids = sorted({r.object_id for r in rows[:limit]})
             await audit.append(conn, oid, ctx.requester, ctx.audit)
@@ -51,5 +57,11 @@ async def handle_commit_query(ctx: RequestContext) -> dict[str, Any]:
     more = len(rows) > limit
     rows = rows[:limit]
     next_token = store.encode_skip_token("c", rows[-1].seq) if more else None
-    return page_response("CommitQueryResponse", "commits", [store.commit_wire(r) for r in rows],
-                         next_token)
+    response = page_response("CommitQueryResponse", "commits",
+                             [store.commit_wire(r) for r in rows], next_token)
+    excluded = exclusion.entries_of(rows)
+    seen = {e["rev"] for e in excluded}
+    excluded += [e for e in own_excluded if e["rev"] not in seen]
+    if excluded:  # commits held but not folded (docs/replication.md, "Which commits count")
+        response["excluded"] = excluded
+    return response

@@ -13,7 +13,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity_hub.commits.verify import verify_commit
-from identity_hub.errors import BadRequest, MissingParameter, NotFound, NotImplementedByHub
+from identity_hub.errors import (
+    BadRequest,
+    HubError,
+    MissingParameter,
+    NotFound,
+    NotImplementedByHub,
+)
 from identity_hub.interfaces.base import (
     PROTOCOL_CONTEXT,
     RequestContext,
@@ -23,7 +29,7 @@ from identity_hub.interfaces.base import (
     page_response,
     req_str,
 )
-from identity_hub.permissions import audit
+from identity_hub.permissions import audit, exclusion
 from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE, parse_grant, weakened
 from identity_hub.permissions.index import grant_type_iri
 from identity_hub.protocol.commit import Commit, format_time, parse_commit
@@ -124,12 +130,17 @@ def _check_grant_change(commit: Commit, row: Any, max_depth: int) -> None:
                          f"weakened before then ({', '.join(lost)})", target="commit.payload")
 
 
-def _precondition(ctx: RequestContext, commit: Commit) -> Any:
+def _precondition(ctx: RequestContext, commit: Commit, excluded: list[Any]) -> Any:
     """The checks made under the owner's lock, before the commit is stored: the grant check
-    and audit entry of a non-owner, then the object rules."""
+    and audit entry of a non-owner, then the object rules. `excluded` receives the non-owner's
+    own commits of the object that no longer count (permissions/exclusion.py)."""
 
     async def check(conn: AsyncConnection, oid: int, row: Any) -> None:
         if ctx.audit is not None:
+            if commit.operation != "create":
+                excluded[:] = await exclusion.excluded_of(
+                    conn, oid, signer=ctx.requester, object_ids=[commit.object_id],
+                    limit=ctx.hub.settings.page_size)
             ctx.audit.grant_ids = await ctx.hub.authorizer.authorize_write(
                 ctx, conn, oid, commit, row)
         await _object_rules(conn, oid, row)
@@ -211,15 +222,25 @@ async def handle_write(ctx: RequestContext) -> dict[str, Any]:
     if commit.interface == "Permissions" and payload is not None:
         await check_grant_type(ctx, payload)
     await verify_commit(commit, ctx.hub.resolver)
-    result = await ctx.hub.commits.write(ctx.sub, commit, _precondition(ctx, commit),
-                                         payload=payload, type_iri=type_iri)
+    excluded: list[Any] = []
+    try:
+        result = await ctx.hub.commits.write(ctx.sub, commit,
+                                             _precondition(ctx, commit, excluded),
+                                             payload=payload, type_iri=type_iri)
+    except HubError as exc:
+        if excluded:  # why the grantee's object is gone, or its grant no longer covers it
+            exc.extra["excluded"] = excluded
+        raise
     if ctx.audit is not None:
         if result.stored:
             ctx.audit.recorded = True  # appended in the write's own transaction
         else:
             await _audit_repeat(ctx, commit)
-    return {"@context": PROTOCOL_CONTEXT, "@type": "WriteResponse",
-            "revisions": result.revisions}
+    response = {"@context": PROTOCOL_CONTEXT, "@type": "WriteResponse",
+                "revisions": result.revisions}
+    if excluded:
+        response["excluded"] = excluded
+    return response
 
 
 async def _audit_repeat(ctx: RequestContext, commit: Commit) -> None:
@@ -311,6 +332,7 @@ async def handle_object_query(ctx: RequestContext) -> dict[str, Any]:
         rows = rows[:page_size]
         return rows, store.encode_skip_token("o", rows[-1].create_seq)
 
+    excluded: list[Any] = []
     if ctx.audit is None:
         async with ctx.hub.db.read() as conn:
             oid = await store.owner_id(conn, ctx.sub)
@@ -320,8 +342,15 @@ async def handle_object_query(ctx: RequestContext) -> dict[str, Any]:
         ctx.audit.context, ctx.audit.type, ctx.audit.object_ids = context, type_, object_ids
         async with ctx.hub.db.transaction() as conn:  # the read and its audit entry
             oid = await store.ensure_owner(ctx.hub.db, conn, ctx.sub)
-            allowed = await ctx.hub.authorizer.object_scope(ctx, conn, oid, interface, context,
-                                                            type_)
+            excluded = await exclusion.excluded_of(conn, oid, signer=ctx.requester,
+                                                   object_ids=object_ids, limit=page_size)
+            try:
+                allowed = await ctx.hub.authorizer.object_scope(ctx, conn, oid, interface,
+                                                                context, type_)
+            except HubError as exc:
+                if excluded:
+                    exc.extra["excluded"] = excluded
+                raise
             # The grantee's scope is part of the same SQL WHERE as the filters and the sort:
             # a page never holds, or is bounded by, an object the grantee may not read.
             rows, next_token = await page(conn, oid, allowed.where)
@@ -330,4 +359,7 @@ async def handle_object_query(ctx: RequestContext) -> dict[str, Any]:
             await audit.append(conn, oid, ctx.requester, ctx.audit)
         ctx.audit.recorded = True
     objects = [object_metadata(r, ctx.sub, include_data) for r in rows]
-    return page_response("ObjectQueryResponse", "objects", objects, next_token)
+    response = page_response("ObjectQueryResponse", "objects", objects, next_token)
+    if excluded:  # the requester's own commits of the objects asked for that no longer count
+        response["excluded"] = excluded
+    return response

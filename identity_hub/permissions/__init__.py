@@ -5,7 +5,8 @@
   transaction, and the one indexed lookup a permission check costs;
 * `scope`: what a grantee may read, as SQL conditions;
 * `audit`: one entry per request by a DID other than the owner;
-* `authorization`: the grant policy (`Authorizer`) the router and the interfaces ask.
+* `authorization`: the grant policy (`Authorizer`) the router and the interfaces ask;
+* `exclusion`: which non-owner commits count (the rest are held excluded, not folded).
 
 See docs/permissions.md.
 """

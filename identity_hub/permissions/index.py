@@ -167,11 +167,26 @@ async def reindex_grant(conn: AsyncConnection, oid: int, grant_id: str,
     return versions
 
 
+async def grantees_of(conn: AsyncConnection, oid: int, grant_id: str) -> set[str]:
+    """The grantees the grant's indexed versions name (a grant's change re-judges their
+    commits: permissions/exclusion.py)."""
+    rows = await conn.execute(sa.select(gv.grantee).where(gv.owner_id == oid,
+                                                          gv.grant_id == grant_id).distinct())
+    return {r[0] for r in rows}
+
+
 async def after_commit_stored(conn: AsyncConnection, oid: int, object_id: str,
-                              interface: str, *, jsonld: JsonLd | None = None) -> None:
-    """Keep the index in step after a commit was stored and folded (same transaction)."""
-    if interface == "Permissions":
-        await reindex_grant(conn, oid, object_id, jsonld=jsonld)
+                              interface: str, *, jsonld: JsonLd | None = None) -> set[str]:
+    """Keep the index in step after a commit was stored and folded (same transaction).
+
+    Returns the grantees whose grants this changed (before or after; empty for a commit that is
+    not a grant's).
+    """
+    if interface != "Permissions":
+        return set()
+    before = await grantees_of(conn, oid, object_id)
+    versions = await reindex_grant(conn, oid, object_id, jsonld=jsonld)
+    return before | {v.terms.grantee for v in versions}
 
 
 async def after_object_refolded(conn: AsyncConnection, oid: int, object_id: str,

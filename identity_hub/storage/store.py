@@ -62,6 +62,7 @@ __all__ = [  # with what storage/writes.py holds: callers use store.X
     "find_live_object",
     "is_tenant",
     "list_tenants",
+    "load_commit",
     "load_object",
     "lock_owner",
     "lock_owner_only",
@@ -194,6 +195,12 @@ async def object_commits_rows(conn: AsyncConnection, oid: int, object_id: str) -
         .order_by(commits.c.seq)
     )
     return list(await conn.execute(q))
+
+
+async def load_commit(conn: AsyncConnection, oid: int, rev: str) -> Any:
+    """One stored commit's row, or None."""
+    q = sa.select(commits).where(commits.c.owner_id == oid, commits.c.rev == rev)
+    return (await conn.execute(q)).first()
 
 
 async def query_commits(
@@ -334,11 +341,12 @@ async def purge_nonces(db: Database) -> int:
 
 async def latest_commit_by(conn: AsyncConnection, oid: int, signer: str, context: str,
                            type_: str, *, type_iri: str | None = None) -> int | None:
-    """The latest committed_at (µs) of the commits `signer` made to the owner's objects of
-    `context`/`type_` (with `type_iri`: to the objects of that type IRI, whatever the spelling
-    of their context), or None (the grant-change rule in interfaces/objects.py)."""
+    """The latest committed_at (µs) of the counting (not excluded) commits `signer` made to the
+    owner's objects of `context`/`type_` (with `type_iri`: to the objects of that type IRI,
+    whatever the spelling of their context), or None (the grant-change rule in
+    interfaces/objects.py)."""
     q = sa.select(sa.func.max(commits.c.committed_at_us)).where(
-        commits.c.owner_id == oid, commits.c.signer == signer)
+        commits.c.owner_id == oid, commits.c.signer == signer, commits.c.excluded.is_(False))
     if type_iri is None:
         q = q.where(commits.c.context == context, commits.c.type == type_)
     else:

@@ -61,11 +61,17 @@ commits = sa.Table(
     sa.Column("signature", sa.Text, nullable=False),
     sa.Column("header", sa.Text, nullable=False, server_default="{}"),
     sa.Column("received_at_us", sa.BigInteger, nullable=False),
+    # Local derived state, never sent to or trusted from a peer: a non-owner's commit that the
+    # grants in force at its committed_at (per the commits held) do not cover is kept (so every
+    # hub holds the same commits) but not folded (docs/replication.md, "Which commits count").
+    sa.Column("excluded", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("owner_id", "rev"),
     sa.UniqueConstraint("owner_id", "seq"),
     # Covers an object's revisions in order (every WriteResponse lists them all): the index
     # alone answers, without a visit to each commit's row.
     sa.Index(None, "owner_id", "object_id", "seq", "rev"),
+    # A grant's change re-judges its grantee's commits dated from the change on.
+    sa.Index(None, "owner_id", "signer", "committed_at_us"),
 )
 
 objects = sa.Table(

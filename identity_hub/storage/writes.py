@@ -210,6 +210,13 @@ def _object_values(state: ObjectState, create_seq: int | None, data: Any, data_c
             values["type_iri"] = type_iri
         if create_seq is not None:
             values["create_seq"] = create_seq
+    else:  # no create (not held, or excluded): nothing of one stays behind
+        values.update(interface=None, context=None, type=None, commit_strategy=None,
+                      created_by=None, created_at=None, created_at_us=None, type_iri=None,
+                      create_seq=None)
+    if state.winner is None and data_changed:
+        values.update(win_rev=None, win_operation=None, win_committed_at_us=None,
+                      meta=None, data=None)
     if state.winner is not None and data_changed:
         w = state.winner
         values.update(win_rev=w.rev, win_operation=w.operation,

@@ -132,7 +132,8 @@ async def save_failure(db: Database, peer_id: int, error: str) -> int:
 # --- parked commits ------------------------------------------------------------------------------
 
 async def park(db: Database, owner: str, rev: str, wire: dict[str, Any], reason: str) -> None:
-    """Keep a commit refused for a missing grant, to retry when more commits arrive."""
+    """Keep a commit that cannot be judged yet (its dependencies, its signer DID), to retry when
+    more commits arrive."""
     async with db.transaction() as conn:
         found = (await conn.execute(sa.select(sync_parked.c.id).where(
             sync_parked.c.owner == owner, sync_parked.c.rev == rev))).first()

@@ -8,16 +8,17 @@ the commits this hub holds, so that every hub decides alike:
 * `committed_at` not beyond the clock skew in the future (an old one is expected);
 * the signature, by the key the `kid` names in the signer's DID document;
 * a signer other than the owner needs a grant in force at `committed_at`
-  (`permissions.index.grants_at`, by type IRI), as for a client's write; unlike a client's
-  write, not also at this hub's now (a replicated commit is judged by the commits alone, so
-  every replica decides alike).
+  (`permissions.exclusion.covering_grants`, by type IRI), as for a client's write (unlike a
+  client's write, not also at this hub's now): without one the commit is stored *excluded*
+  (held, so every hub holds the same commits, but not folded), and counts once a grant covering
+  it arrives (permissions/exclusion.py; docs/replication.md).
 
 Local-only write rules that depend on arrival order (update of an object not seen yet, the
 Profile singleton, the unrevocable grant window judged against this hub's clock) are not applied:
 the peer applied them when it accepted the commit, and the fold orders what arrives.
 
-A commit refused only for a missing grant, or an automerge change whose dependencies this hub
-does not hold yet, is parked (`sync_parked`) and retried when more commits arrive; a commit whose
+An automerge change whose dependencies (or whose object's counting create) this hub does not
+hold yet is parked (`sync_parked`) and retried when more commits arrive; a commit whose
 signer's DID cannot be fetched now is parked and retried every round. Anything else refused is
 logged and dropped (never stored).
 """
@@ -41,7 +42,7 @@ from identity_hub.errors import (
     PermissionsRequired,
     TemporarilyUnavailable,
 )
-from identity_hub.permissions import index
+from identity_hub.permissions import exclusion
 from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE, parse_grant
 from identity_hub.permissions.scope import GRANTABLE_INTERFACES
 from identity_hub.protocol.commit import Commit, parse_commit
@@ -55,7 +56,7 @@ logger = logging.getLogger(__name__)
 class Outcome(enum.StrEnum):
     STORED = "stored"
     HELD = "held"  # already held: a no-op
-    PARKED = "parked"  # refused for a missing grant, kept to retry
+    PARKED = "parked"  # cannot be judged yet (dependencies, signer DID), kept to retry
     REFUSED = "refused"
 
 
@@ -73,14 +74,6 @@ class Tally:
 
 class _Park(Exception):
     pass
-
-
-def _covers(grant: Any, object_id: str, row: Any) -> bool:
-    if grant.object_ids is not None and object_id not in grant.object_ids:
-        return False
-    if grant.created_by is None:
-        return True
-    return row is not None and row.has_create and grant.created_by == row.created_by
 
 
 class Receiver:
@@ -120,9 +113,10 @@ class Receiver:
             result = await self.commits.write(owner, commit, self._authorize(owner, commit),
                                               payload=payload)
         except (_Park, MissingDependencies, TemporarilyUnavailable) as park:
-            # A missing grant, an automerge change whose dependencies are not here yet (a
+            # An automerge change whose dependencies (or counting create) are not here yet (a
             # commit parked itself, or a peer that sends commits out of order), or the automerge
-            # engine down for a moment: kept to retry.
+            # engine down for a moment: kept to retry. (A missing grant is no reason: such a
+            # commit is stored excluded.)
             reason = str(park) if isinstance(park, _Park) else park.message
             await peers.park(self.db, owner, commit.rev, wire, reason)
             logger.info("sync: parked commit %s of %s: %s", commit.rev[:12], owner[:60], reason)
@@ -131,6 +125,9 @@ class Receiver:
             logger.warning("sync: refused commit %s of %s: %s", commit.rev[:12], owner[:60],
                            exc.message)
             return Outcome.REFUSED
+        if result.excluded:
+            logger.info("sync: stored commit %s of %s excluded: no grant covers it at its "
+                        "committed_at", commit.rev[:12], owner[:60])
         return Outcome.STORED if result.stored else Outcome.HELD
 
     async def _held(self, owner: str, rev: str) -> bool:
@@ -187,30 +184,27 @@ class Receiver:
 
     def _authorize(self, owner: str, commit: Commit) -> Any:
         """The precondition run under the owner's lock: an automerge update after its object's
-        create (it can only be merged, so checked, with the create's payload); a non-owner's
-        grant at committed_at."""
+        (counting) create (it can only be merged, so checked, with the create's payload); a
+        non-owner's grant at committed_at, the commit stored excluded without one."""
         merged_later = commit.commit_strategy == "automerge" and commit.operation == "update"
         if commit.signer == owner and not merged_later:
             return None
 
-        async def check(conn: AsyncConnection, oid: int, row: Any) -> None:
+        async def check(conn: AsyncConnection, oid: int, row: Any) -> bool:
             if merged_later and (row is None or not row.has_create):
                 raise _Park("an automerge update waits for its object's create")
             if commit.signer == owner:
-                return
+                return False
             if commit.interface not in GRANTABLE_INTERFACES:
                 raise PermissionsRequired("only the owner writes this interface",
                                           target="commit")
-            grants = await index.grants_at(conn, oid, commit.signer, commit.context,
-                                           commit.type, commit.operation,
-                                           commit.committed_at_us, jsonld=self.commits.jsonld)
-            if commit.operation == "create":
-                grants = [g for g in grants if g.created_by in (None, commit.signer)]
-            else:
-                grants = [g for g in grants if _covers(g, commit.object_id, row)]
-            if not grants:
-                raise _Park(f"no grant lets {commit.signer[:60]} {commit.operation} "
-                            f"{commit.context[:60]}/{commit.type[:60]} at {commit.committed_at}")
+            created_by = row.created_by if row is not None and row.has_create else None
+            grants = await exclusion.covering_grants(
+                conn, oid, signer=commit.signer, context=commit.context, type_=commit.type,
+                operation=commit.operation, object_id=commit.object_id,
+                committed_at_us=commit.committed_at_us, created_by=created_by,
+                jsonld=self.commits.jsonld)
+            return not grants
 
         return check
 

@@ -5,7 +5,7 @@
   the peer's `owners.last_seq` when last asked, so lag = peer_last_seq - cursor). The cursor is
   saved after each page is applied; a page re-applied after a crash is a no-op (idempotent
   writes).
-* `sync_parked`: replicated commits that cannot be judged yet (a missing grant, their object's
+* `sync_parked`: replicated commits that cannot be judged yet (their object's
   create, an automerge change's dependencies, an unreachable signer DID), kept apart (never in
   `commits`) and retried when more commits arrive.
 """

@@ -120,17 +120,19 @@ async def test_a_grantees_commit_waits_for_its_grant(pair: list[Node], alice: Ac
                          payload=grant_payload(alice.did, bob.did, context="https://schema.org",
                                                type_="MusicPlaylist", allow="CRUD"))
     by_bob = bob.commit(alice.did, payload=playlist("bob wrote this"))
-    # The grantee's commit first: parked, not stored.
-    assert await b.receiver.apply(alice.did, by_bob) is Outcome.PARKED
-    assert await b.receiver.apply(alice.did, by_bob) is Outcome.PARKED
-    assert await commit_revs(b, alice.did) == []
-    assert await peers.parked_count(b.runtime.db, alice.did) == 1
-    # The grant arrives through a pull: the parked commit is retried and stored.
+    # The grantee's commit first: stored excluded (held, not folded), nothing parked.
+    assert await b.receiver.apply(alice.did, by_bob) is Outcome.STORED
+    assert await b.receiver.apply(alice.did, by_bob) is Outcome.HELD
+    assert await commit_revs(b, alice.did) == [parse_rev(by_bob)]
+    assert await peers.parked_count(b.runtime.db, alice.did) == 0
+    assert not any(row[1] for row in (await materialized(b, alice.did)).values())
+    # The grant arrives through a pull: bob's commit counts from then on.
     ok(await a.write(alice, grant, alice.did))
     result = await pull(b, a, alice.did)
-    assert result.tally.stored == 3  # the sync grant, the grant, and bob's commit
-    assert await peers.parked_count(b.runtime.db, alice.did) == 0
+    assert result.tally.stored == 2  # the sync grant and the grant
     assert len(await commit_revs(b, alice.did)) == 3
+    state = (await materialized(b, alice.did))[parse_rev(by_bob)]
+    assert state[1] and state[6] == bob.did  # has_create, created_by
 
 
 async def test_crash_mid_page_resumes_without_loss_or_duplicates(
@@ -220,8 +222,9 @@ async def test_malicious_peer_pages_are_refused_and_sync_continues(
     assert await commit_revs(b, alice.did) == []
     result = await pull_peer(b.receiver, evil, peer, hub_did=b.did, limit=4)
     stored = await commit_revs(b, alice.did)
-    assert sorted(stored) == sorted(parse_rev(c) for c in good)
-    assert result.tally.stored == 3 and result.tally.refused == 4 and result.tally.parked == 1
+    # bob's commit without a grant is held excluded (it may count once a grant arrives)
+    assert sorted(stored) == sorted(parse_rev(c) for c in [*good, no_grant])
+    assert result.tally.stored == 4 and result.tally.refused == 4 and result.tally.parked == 0
     peer = (await peers.list_peers(b.runtime.db, alice.did))[0]
     assert peer.cursor == len(page) and peer.refused == 4
     # garbage answers are errors of the pull, never stored; the cursor stays
