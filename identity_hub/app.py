@@ -91,7 +91,9 @@ def create_app(settings: Settings) -> web.Application:
     async def sync_ctx(app: web.Application) -> AsyncIterator[None]:
         """Replication with the owners' peer hubs (docs/replication.md)."""
         runtime = app[appkeys.RUNTIME]
-        config = SyncConfig(interval=settings.sync_interval_seconds)
+        config = SyncConfig(interval=settings.sync_interval_seconds,
+                            page_size=settings.sync_page_commits,
+                            max_page_bytes=settings.sync_max_page_bytes)
         async with running_sync(runtime.hub.commits, runtime.resolver, settings,
                                 runtime.identity, config) as service:
             attach_write_hints(runtime.hub.commits, service)

@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class SyncConfig:
     interval: float = 60.0  # anti-entropy: every peer is pulled at least this often
-    page_size: int = protocol.DEFAULT_LIMIT
+    page_size: int = protocol.DEFAULT_LIMIT  # the sync_page_commits setting
+    max_page_bytes: int = protocol.DEFAULT_MAX_PAGE_BYTES  # the sync_max_page_bytes setting
     base_backoff: float = 1.0
     max_backoff: float = 600.0
     timeout: float = 30.0  # one request to a peer
@@ -125,7 +126,8 @@ class SyncService:
                 self._session = aiohttp.ClientSession(
                     timeout=aiohttp.ClientTimeout(total=self.config.timeout))
             client = HubClient(peer.url, self.hub_did, self.keys, hub_did=peer.peer_did,
-                               resolver=self.resolver, session=self._session)
+                               resolver=self.resolver, session=self._session,
+                               **protocol.link_limits(self.config.max_page_bytes))
             self._clients[key] = client
         return client.send
 
@@ -146,7 +148,9 @@ class SyncService:
     async def _pull(self, peer: Peer, progress: Progress | None = None) -> PullResult:
         try:
             result = await pull_peer(self.receiver, self.link(peer), peer, hub_did=self.hub_did,
-                                     limit=self.config.page_size, progress=progress,
+                                     limit=self.config.page_size,
+                                     max_page_bytes=self.config.max_page_bytes,
+                                     progress=progress,
                                      stop=lambda: self._closed)
         except asyncio.CancelledError:
             raise

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from identity_hub.sync import protocol
 from identity_hub.sync.receiver import Receiver
 from identity_hub.sync.service import SyncConfig, SyncService
 
@@ -21,13 +22,16 @@ logger = logging.getLogger(__name__)
 
 def receiver_for(commits: CommitService, resolver: DidResolver, settings: Settings) -> Receiver:
     return Receiver(commits, resolver, skew_seconds=settings.clock_skew_seconds,
-                    max_json_depth=settings.max_json_depth)
+                    max_json_depth=settings.max_json_depth,
+                    max_commit_bytes=settings.max_commit_bytes)
 
 
 def service_for(commits: CommitService, resolver: DidResolver, settings: Settings,
                 identity: HubIdentity, config: SyncConfig | None = None) -> SyncService:
     """A SyncService signing with the hub's current signing key, decrypting answers with its
     key-agreement keys."""
+    if config is not None:  # raises ValueError for sync settings out of range
+        protocol.check_limits(config.page_size, config.max_page_bytes, settings.max_commit_bytes)
     keys = [identity.signing_key("Ed25519"), *identity.encryption_keys()]
     return SyncService(receiver_for(commits, resolver, settings), identity.did, keys, resolver,
                        config)
