@@ -81,14 +81,19 @@ class SyncService:
                        asyncio.create_task(self._hints(), name="sync-hints")]
 
     async def close(self) -> None:
+        """Stop every sync task, before the database engine closes (the app's cleanup_ctx).
+
+        The round and hint tasks are woken and end at their next wait, pulls after their page:
+        a task cancelled in the middle of a query would leave its connection to a closing
+        engine ("rollback failed"). Whatever still runs after `close_grace` is cancelled."""
         self._closed = True
         protocol.unregister_hint_target(self.db)
-        for task in self._tasks:
-            task.cancel()
-        running = list(self._running.values())
-        if running:  # let pulls finish their page (they stop after it) rather than cut a write
+        self._wake.set()
+        self._hint_event.set()
+        running = [*self._tasks, *self._running.values()]
+        if running:
             await asyncio.wait(running, timeout=self.config.close_grace)
-        tasks = [*self._tasks, *running]
+        tasks = [t for t in running if not t.done()]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -168,6 +173,8 @@ class SyncService:
         return result
 
     def _start_pull(self, peer: Peer) -> None:
+        if self._closed:
+            return
         if peer.id in self._running:
             self._due[peer.id] = 0.0  # again right after the running pull
             return
@@ -204,6 +211,8 @@ class SyncService:
             except Exception:
                 logger.exception("sync: a round failed")
                 wait = self.config.base_backoff
+            if self._closed:
+                break
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.05, min(wait,
@@ -219,6 +228,8 @@ class SyncService:
                     await asyncio.wait_for(self._hint_event.wait(), self.config.trailing_hint)
             else:
                 await self._hint_event.wait()
+            if self._closed:
+                break
             # Give the write's unit of work a moment to commit (and coalesce a burst).
             await asyncio.sleep(self.config.hint_delay)
             self._hint_event.clear()
