@@ -165,3 +165,25 @@ async def test_a_deeply_nested_page_is_a_clean_sync_error(
         error = errors[hostile_did]
         assert error == "invalid response: JSON nested deeper than 128 levels"
         await _assert_only_good_stored(victim, good, owner, hostile_did, error)
+
+
+async def test_an_honest_peers_big_commits_come_in_pages_that_fit(
+        backend: str, tmp_path: pathlib.Path, request: pytest.FixtureRequest,
+        limit_ids: list[pathlib.Path]) -> None:
+    """100 commits of 60 KiB (10.7 MiB encrypted in one page of sync_page_commits = 200): the
+    puller asks for pages within its sync_max_page_bytes (`query.max_bytes`), the peer sends
+    fewer commits per page, and everything arrives."""
+    owner = Actor()
+    async with victim_and_good(backend, tmp_path, request, limit_ids, owner) as (victim, good):
+        for i in range(100):
+            commit = owner.commit(owner.did, payload={**playlist(f"big {i}"),
+                                                      "description": "x" * 60_000})
+            answer = await good.runtime.hub.handle(
+                owner.did, owner.write(good.did, commit, owner.did))
+            assert answer["@type"] == "WriteResponse", answer
+        results = await victim.server.app[appkeys.SYNC].sync_now(owner.did)
+        assert [error for _p, _r, error in results] == [None]
+        (_peer, result, _error), = results
+        assert result is not None and result.pages >= 2 and result.tally.stored == 103
+        assert sorted(await commit_revs(_View(victim), owner.did)) == \
+            sorted(await commit_revs(_View(good), owner.did))  # type: ignore[arg-type]
