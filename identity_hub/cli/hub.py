@@ -79,6 +79,13 @@ def serve(ctx: click.Context, host: str | None, port: int | None, public_url: st
     changes = {k: v for k, v in {"host": host, "port": port, "public_url": public_url,
                                  "open_tenancy": open_tenancy}.items() if v is not None}
     settings = settings.replace(**changes)
+    from identity_hub.sync.protocol import check_limits
+
+    try:  # settings the sync service would refuse at start: one line, before anything starts
+        check_limits(settings.sync_page_commits, settings.sync_max_page_bytes,
+                     settings.max_commit_bytes)
+    except ValueError as exc:
+        fail(str(exc))
     identity = ensure_initialized(settings)
     click.echo(f"identity-hub {identity.did[:60]}{'…' if len(identity.did) > 60 else ''}")
     click.echo(f"listening on http://{settings.host}:{settings.port} "

@@ -134,3 +134,21 @@ async def test_sigterm_during_a_sync_round_stops_cleanly(backend: str, tmp_path:
                 await proc.wait()
         for url in urls:
             await drop_db(url, admin)
+
+
+@pytest.mark.parametrize("env", [{"IDENTITY_HUB_SYNC_PAGE_COMMITS": "5000"},
+                                 {"IDENTITY_HUB_SYNC_MAX_PAGE_BYTES": "1000"}])
+def test_serve_refuses_sync_limits_out_of_range(tmp_path: pathlib.Path,
+                                                env: dict[str, str]) -> None:
+    """One line naming the setting, no traceback, nothing started."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "identity_hub", "--data-dir", str(tmp_path / "d"), "serve",
+         "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    assert out.returncode == 1, out
+    (name,) = (k.removeprefix("IDENTITY_HUB_").lower() for k in env)
+    assert name in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "d").exists()  # refused before the data directory is created
