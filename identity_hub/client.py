@@ -186,8 +186,8 @@ class HubClient:
         Raises:
             ResponseTooLarge: the answer (announced or as read) is over the limit.
         """
-        too_large = ResponseTooLarge(f"the hub's answer is over {self.response_limit_name} "
-                                     f"({self.max_response_bytes} bytes)")
+        too_large = ResponseTooLarge(f"the hub's answer is over {self.max_response_bytes} bytes "
+                                     f"({self.response_limit_name})")
         if resp.content_length is not None and resp.content_length > self.max_response_bytes:
             raise too_large
         body = bytearray()

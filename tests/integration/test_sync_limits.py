@@ -131,7 +131,7 @@ async def test_an_oversized_page_is_refused_while_it_is_read(
         assert errors[good.did] is None
         assert peak < 40 * MiB, f"the round allocated {peak / MiB:.0f} MiB"
         error = errors[hostile_did]
-        assert error == "the hub's answer is over sync_max_page_bytes (8388608 bytes)"
+        assert error == "the hub's answer is over 8388608 bytes (sync_max_page_bytes)"
         await _assert_only_good_stored(victim, good, owner, hostile_did, error)
 
 
