@@ -60,7 +60,7 @@ async def test_the_client_is_told_which_changes_are_missing(owner_hub: Any, alic
     # history[3] depends on history[2] only (which depends on history[1]): that one is named
     assert hash_hex(history[2]) in message, message
     assert hash_hex(history[1]) not in message
-    assert message.startswith("automerge change depends on changes not in earlier commits")
+    assert "depends on changes" in message and len(message) <= 256
 
 
 @pytest.fixture(scope="module")

@@ -63,12 +63,17 @@ _REASONS = {
 }
 
 
-def _missing_message(missing: frozenset[bytes], shown: int = 3) -> str:
-    """Names the missing change hashes (hex, sorted; the first `shown` of them)."""
+def _hashes(missing: frozenset[bytes], shown: int = 2) -> str:
+    """The missing change hashes in hex, sorted: the first `shown` of them, and how many more
+    (a sync park reason holds 256 characters)."""
     hexes = sorted(h.hex() for h in missing)
-    listed = ", ".join(hexes[:shown]) + (f" and {len(hexes) - shown} more"
-                                        if len(hexes) > shown else "")
-    return f"automerge change depends on changes not in earlier commits: {listed}"
+    return ", ".join(hexes[:shown]) + (f" and {len(hexes) - shown} more"
+                                       if len(hexes) > shown else "")
+
+
+def _missing_message(missing: frozenset[bytes]) -> str:
+    """No document involved: the missing dependencies are exactly these."""
+    return f"automerge change depends on changes not in earlier commits: {_hashes(missing)}"
 
 
 class CrdtError(Exception):
@@ -412,7 +417,8 @@ class AutomergeEngine:
                 *(i.heads for i in infos if i.is_document))
             if exc.reason != "deps" or not missing:
                 raise
-            raise CrdtError(_missing_message(missing), "deps") from None
+            # The binding cannot tell a malformed change from a missing dependency here.
+            raise CrdtError(f"{exc}; not held: {_hashes(missing)}", "deps") from None
 
     def _pick(self, cache_key: str | None) -> _WorkerProcess:
         if self._closed:
