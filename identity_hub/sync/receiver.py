@@ -3,8 +3,9 @@
 A replicated commit passes the checks a client's commit passes, judged only by the commit and
 the commits this hub holds, so that every hub decides alike:
 
-* shape and size (`parse_commit`, at most `max_commit_bytes`), `sub` = the owner being synced (never another owner's data), the
-  interface rules, the payload agreeing with the commit's context and type;
+* shape and size (`parse_commit`, at most `max_commit_bytes`), `sub` = the owner being synced
+  (never another owner's data), the interface rules, the payload agreeing with the commit's
+  context and type;
 * `committed_at` not beyond the clock skew in the future (an old one is expected);
 * the signature, by the key the `kid` names in the signer's DID document;
 * a signer other than the owner needs a grant in force at `committed_at`

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from identity_hub.storage.tables import commits
 from identity_hub.sync import peers
 from identity_hub.sync.puller import pull_peer
+from tests.integration.test_sync import parse_rev, two_nodes
 from tests.support.actors import Actor, playlist
 from tests.support.automerge_forge import SET, Op, change_chunk
 from tests.support.sync import Node, commit_revs, make_identities
-from tests.integration.test_sync import parse_rev, two_nodes
 
 LIMIT = 65536
 

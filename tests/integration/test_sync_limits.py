@@ -50,7 +50,8 @@ async def hostile_peer(tmp: pathlib.Path, identity_dir: pathlib.Path, mode: str,
     try:
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
-        assert line.startswith("PORT "), (line, await proc.stderr.read())  # type: ignore[union-attr]
+        assert proc.stderr is not None
+        assert line.startswith("PORT "), (line, await proc.stderr.read())
         yield f"http://127.0.0.1:{int(line.split()[1])}/.identity"
     finally:
         proc.kill()
