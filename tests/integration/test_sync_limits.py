@@ -152,6 +152,26 @@ async def test_a_page_over_the_count_cap_is_refused(
                                        "oversized page: 201 commits for a limit of 200")
 
 
+async def test_the_largest_page_a_puller_parses_costs_a_bounded_memory(
+        backend: str, tmp_path: pathlib.Path, request: pytest.FixtureRequest,
+        limit_ids: list[pathlib.Path]) -> None:
+    """The worst page under the byte cap: ~4,300 commits in 7.7 MiB. It is read, opened and
+    parsed (then refused for its count): the round's memory stays a bounded multiple of
+    sync_max_page_bytes (measured: 44 MiB, 5.5x). Not a regression test: it pins the bound the
+    byte cap gives."""
+    owner = Actor()
+    hostile_did = HubIdentity.load(limit_ids[2]).did
+    bait = owner.commit(owner.did, payload=playlist("from the hostile peer"))
+    async with victim_and_good(backend, tmp_path, request, limit_ids, owner) as (victim, good), \
+            hostile_peer(tmp_path, limit_ids[2], "many", bait) as url:
+        errors, peak = await _sync_with_hostile(victim, good, owner, url, hostile_did)
+        assert errors[good.did] is None
+        error = errors[hostile_did]
+        assert error is not None and error.startswith("oversized page: ")
+        assert peak < 8 * 8 * MiB, f"the round allocated {peak / MiB:.0f} MiB"  # ~44 MiB
+        await _assert_only_good_stored(victim, good, owner, hostile_did, error)
+
+
 async def test_a_deeply_nested_page_is_a_clean_sync_error(
         backend: str, tmp_path: pathlib.Path, request: pytest.FixtureRequest,
         limit_ids: list[pathlib.Path]) -> None:

@@ -10,6 +10,8 @@ prints `PORT <n>` once it listens on 127.0.0.1 and serves until killed. MODE:
   of JSON (about 12.5 MiB encrypted: under the 16 MiB a HubClient reads by default, over the
   8 MiB of sync_max_page_bytes);
 * ``too_many``: `limit + 1` commits (a page over the count cap, small in bytes);
+* ``many``: as many commits as fit 4.3 MiB of JSON (7.7 MiB encrypted: just under the 8 MiB of
+  sync_max_page_bytes, the most a puller parses);
 * ``deep``: a page whose `commits` is a list nested 100,000 levels deep.
 
 Its own memory is its own: the puller's process only pays for what it reads.
@@ -39,6 +41,7 @@ from identity_hub.identity import HubIdentity
 
 DEPTH = 100_000
 OVERSIZED = 7 * 1024 * 1024
+MANY = 43 * 1024 * 1024 // 10
 
 
 def page(mode: str, request: dict[str, Any], commit: dict[str, Any]) -> bytes:
@@ -48,7 +51,8 @@ def page(mode: str, request: dict[str, Any], commit: dict[str, Any]) -> bytes:
         return (b'{"@type":"SyncPullResponse","last_seq":1,"commits":' + b"[" * DEPTH
                 + b"]" * DEPTH + b"}")
     item = json.dumps(commit, separators=(",", ":"))
-    count = (OVERSIZED // (len(item) + 24) if mode == "oversized"
+    sizes = {"oversized": OVERSIZED, "many": MANY}
+    count = (sizes[mode] // (len(item) + 24) if mode in sizes
              else int(request["query"]["limit"]) + 1)
     items = ",".join(f'{{"seq":{i},"commit":{item}}}' for i in range(1, count + 1))
     return (f'{{"@type":"SyncPullResponse","last_seq":{count},"commits":[{items}]}}'
