@@ -186,6 +186,16 @@ async def test_a_deeply_nested_page_is_a_clean_sync_error(
         error = errors[hostile_did]
         assert error == "invalid response: JSON nested deeper than 128 levels"
         await _assert_only_good_stored(victim, good, owner, hostile_did, error)
+        # what the operator reads
+        status = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "identity_hub", "--data-dir", victim.settings.data_dir,
+            "--database-url", victim.settings.db_url, "sync", "status", cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+        out, err = await status.communicate()
+        assert status.returncode == 0, err
+        assert "(1 in a row, " in out.decode() and f"): {error}" in out.decode(), out
+        assert b"RecursionError" not in out + err and b"Traceback" not in out + err
 
 
 async def test_an_honest_peers_big_commits_come_in_pages_that_fit(
