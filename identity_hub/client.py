@@ -20,6 +20,7 @@ from identity_hub import crypto
 from identity_hub.crypto import JoseError
 from identity_hub.did import DidError, DidResolver, ResolverConfig, VerificationKey
 from identity_hub.errors import PROTOCOL_CONTEXT
+from identity_hub.protocol.jsonutil import StrictJsonError, parse_strict
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,10 @@ SIGNING_FAMILIES = ("Ed25519", "secp256k1", "P-256", "P-384", "RSA")
 
 class HubClientError(Exception):
     """The hub could not be reached, refused to authenticate us, or answered something invalid."""
+
+
+class ResponseTooLarge(HubClientError):
+    """The hub's answer is over the client's `max_response_bytes` (reading stopped there)."""
 
 
 class HubErrorResponse(HubClientError):
@@ -85,6 +90,8 @@ class HubClient:
         compat_2019: bool = False,
         timeout: float = 30.0,
         max_response_bytes: int = 16 * 1024 * 1024,
+        response_limit_name: str = "max_response_bytes",
+        max_json_depth: int = 128,
     ) -> None:
         self.endpoint = endpoint
         self.did = did
@@ -105,6 +112,8 @@ class HubClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         # What a hub answers is a stranger's input too (a peer hub during sync): bounded.
         self.max_response_bytes = max_response_bytes
+        self.response_limit_name = response_limit_name  # the setting an oversized answer names
+        self.max_json_depth = max_json_depth
         self._limits = crypto.Limits(max_token_bytes=max_response_bytes,
                                      max_plaintext=max_response_bytes)
         self._token: str | None = None
@@ -197,16 +206,21 @@ class HubClient:
         return await self._open_response(body, nonce)
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The response body, read in chunks and given up on at `max_response_bytes`.
+
+        Raises:
+            ResponseTooLarge: the answer (announced or as read) is over the limit.
+        """
+        too_large = ResponseTooLarge(f"the hub's answer is over {self.max_response_bytes} bytes "
+                                     f"({self.response_limit_name})")
         if resp.content_length is not None and resp.content_length > self.max_response_bytes:
-            raise HubClientError(f"the hub's answer is over {self.max_response_bytes} bytes")
-        chunks: list[bytes] = []
-        size = 0
+            raise too_large
+        body = bytearray()
         async for chunk in resp.content.iter_chunked(65536):
-            size += len(chunk)
-            if size > self.max_response_bytes:
-                raise HubClientError(f"the hub's answer is over {self.max_response_bytes} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            if len(body) + len(chunk) > self.max_response_bytes:
+                raise too_large
+            body += chunk
+        return bytes(body)
 
     async def _open_response(self, body: bytes, nonce: str) -> bytes:
         try:
@@ -242,7 +256,12 @@ class HubClient:
             await self._ensure_token()
             answer = await self._roundtrip(payload, with_token=True)
             if answer is not None:
-                response = json.loads(answer)
+                try:  # a hub's answer is untrusted input too (a peer hub during sync)
+                    response = parse_strict(answer, max_depth=self.max_json_depth)
+                except StrictJsonError as exc:
+                    raise HubClientError(f"invalid response: {exc}") from None
+                if not isinstance(response, dict):
+                    raise HubClientError("invalid response: not a JSON object")
                 if response.get("@type") == "ErrorResponse":
                     raise HubErrorResponse(response)
                 return response

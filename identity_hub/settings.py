@@ -57,6 +57,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sync_backoff_base_seconds", float, 1.0, "First retry delay after a peer failed a "
             "hint or a pull; doubles with each further failure (jittered to 50-100 %)."),
     Setting("sync_backoff_max_seconds", float, 600.0, "Cap of a failing peer's retry delay."),
+    Setting("sync_page_commits", int, 200, "Most commits asked for in one sync page (1-1000); a "
+            "peer's page with more is refused whole."),
+    Setting("sync_max_page_bytes", int, 8388608, "Largest answer to one sync pull read from a "
+            "peer (as received, encrypted); reading stops there and the pull fails."),
     Setting("universal_resolver", str, None, "Base URL of a DID universal resolver "
             "(GET {base}/1.0/identifiers/{did}); off when unset."),
     Setting("did_web", bool, False, "Resolve did:web DIDs over HTTPS (off: nothing leaves the "
@@ -68,6 +72,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("resolver_cache_ttl_seconds", int, 300, "How long a resolved DID document is cached."),
     Setting("max_body_bytes", int, 1048576, "Largest request body, checked before it is read."),
     Setting("max_plaintext_bytes", int, 1048576, "Largest decrypted request."),
+    Setting("max_commit_bytes", int, 65536, "Largest commit (protected header, payload and "
+            "signature decoded, plus the unprotected header), from a client or a peer."),
     Setting("max_json_depth", int, 64, "Deepest JSON nesting accepted in a request or payload."),
     Setting("max_concurrent_per_requester", int, 16, "Concurrent requests one requester DID may "
             "have in flight."),
@@ -155,6 +161,8 @@ class Settings:
     sync_request_timeout_seconds: float = 30.0
     sync_backoff_base_seconds: float = 1.0
     sync_backoff_max_seconds: float = 600.0
+    sync_page_commits: int = 200
+    sync_max_page_bytes: int = 8388608
     universal_resolver: str | None = None
     did_web: bool = False
     allow_hosts: str = ""
@@ -163,6 +171,7 @@ class Settings:
     resolver_cache_ttl_seconds: int = 300
     max_body_bytes: int = 1048576
     max_plaintext_bytes: int = 1048576
+    max_commit_bytes: int = 65536
     max_json_depth: int = 64
     max_concurrent_per_requester: int = 16
     rate_limit_handshake: str = "20/500"

@@ -92,6 +92,14 @@ def serve(ctx: click.Context, host: str | None, port: int | None, public_url: st
     except ValueError as exc:
         fail(str(exc))
         return
+    from identity_hub.sync.protocol import check_limits
+
+    try:  # settings the sync service would refuse at start: one line, before anything starts
+        check_limits(settings.sync_page_commits, settings.sync_max_page_bytes,
+                     settings.max_commit_bytes)
+    except ValueError as exc:
+        fail(str(exc))
+        return
     identity = ensure_initialized(settings)
     banner(settings, "start",
            f"identity-hub {identity.did[:60]}{'…' if len(identity.did) > 60 else ''}",

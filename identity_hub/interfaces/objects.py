@@ -201,7 +201,7 @@ async def handle_write(ctx: RequestContext) -> dict[str, Any]:
     """WriteRequest → WriteResponse (protocol doc §c.1)."""
     if "commit" not in ctx.request:
         raise MissingParameter(target="commit")
-    commit = parse_commit(ctx.request["commit"])
+    commit = parse_commit(ctx.request["commit"], max_bytes=ctx.hub.settings.max_commit_bytes)
     if ctx.audit is not None:
         ctx.audit.interface, ctx.audit.operation = commit.interface, commit.operation
         ctx.audit.context, ctx.audit.type = commit.context, commit.type

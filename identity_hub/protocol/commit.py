@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -124,13 +125,34 @@ def _str_member(obj: dict[str, Any], name: str, target: str) -> str:
 
 
 _FLATTENED_PARTS = ("protected", "payload", "signature")
+DEFAULT_MAX_COMMIT_BYTES = 65536
 
 
-def parse_commit(obj: Any, *, target: str = "commit") -> Commit:
-    """Check a commit's shape and headers (protocol doc §d.1–d.3).
+def _b64_len(text: str) -> int:
+    """The decoded length of base64url text (padding, if any, not counted)."""
+    return len(text.rstrip("=")) * 3 // 4
+
+
+def commit_size(obj: dict[str, Any]) -> int:
+    """A commit's size as the `max_commit_bytes` setting counts it: its protected header,
+    payload and signature decoded from base64url, plus its unprotected header as JSON. Cheap:
+    nothing is decoded (an object's JSON payload of N bytes counts N, not 4N/3)."""
+    size = sum(_b64_len(obj[name]) for name in _FLATTENED_PARTS
+               if isinstance(obj.get(name), str))
+    header = obj.get("header")
+    if header:
+        size += len(json.dumps(header, separators=(",", ":"), ensure_ascii=False))
+    return size
+
+
+def parse_commit(obj: Any, *, target: str = "commit",
+                 max_bytes: int = DEFAULT_MAX_COMMIT_BYTES) -> Commit:
+    """Check a commit's shape, size (`commit_size` at most `max_bytes`) and headers (protocol
+    doc §d.1–d.3).
 
     Raises:
-        BadRequest: with the JSON path of the offending member as target.
+        BadRequest: with the JSON path of the offending member as target; a commit over
+            `max_bytes` with target `target` and a message naming `max_commit_bytes`.
     """
     if not isinstance(obj, dict):
         raise WrongType(target=target)
@@ -145,6 +167,13 @@ def parse_commit(obj: Any, *, target: str = "commit") -> Commit:
     client_header = obj.get("header") or {}
     if not isinstance(client_header, dict):
         raise WrongType(target=f"{target}.header")
+    try:
+        size = commit_size(obj)
+    except (TypeError, ValueError, RecursionError):  # a header JSON cannot represent
+        raise WrongType(target=f"{target}.header") from None
+    if size > max_bytes:
+        raise BadRequest(f"Commit is {size} bytes, over the max_commit_bytes limit of "
+                         f"{max_bytes} bytes", target=target)
     protected, payload = obj["protected"], obj["payload"]
     try:
         # The client's unprotected header is kept apart (the hub overwrites some of its

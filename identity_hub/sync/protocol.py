@@ -41,6 +41,10 @@ HINT_RESPONSE = "SyncHintResponse"
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000
 MAX_COMMIT_CHARS = 4 * 1024 * 1024  # one commit's members together, as received
+DEFAULT_MAX_PAGE_BYTES = 8 * 1024 * 1024  # the sync_max_page_bytes setting
+# A page travels as JSON in a JWS in a JWE, each base64url (4/3): about 16/9 of the JSON, plus
+# the JOSE headers. A puller asks for pages whose JSON fits its byte limit with this margin.
+_JOSE_OVERHEAD = 8192
 
 # Hint receivers by database: the service of the hub whose core API answers the hint.
 _HINT_TARGETS: weakref.WeakKeyDictionary[Any, Callable[[str, str], Awaitable[bool]]] = (
@@ -84,6 +88,7 @@ async def handle_sync_pull(ctx: RequestContext) -> dict[str, Any]:
         raise WrongType(target="query")
     after = _int(query.get("after", 0), "query.after", low=0)
     limit = _int(query.get("limit", DEFAULT_LIMIT), "query.limit", low=1, high=MAX_LIMIT)
+    max_bytes = _int(query.get("max_bytes", 0), "query.max_bytes", low=0)
     if ctx.audit is not None:
         ctx.audit.operation, ctx.audit.interface = "read", "Sync"
     async with ctx.hub.db.transaction() as conn:
@@ -102,8 +107,23 @@ async def handle_sync_pull(ctx: RequestContext) -> dict[str, Any]:
     if ctx.audit is not None:
         ctx.audit.recorded = True
     return {"@context": PROTOCOL_CONTEXT, "@type": PULL_RESPONSE,
-            "commits": [{"seq": r.seq, "commit": store.commit_wire(r)} for r in rows],
+            "commits": [{"seq": r.seq, "commit": store.commit_wire(r)}
+                        for r in _within(rows, max_bytes)],
             "last_seq": last_seq}
+
+
+def _within(rows: list[Any], max_bytes: int) -> list[Any]:
+    """The first rows whose commits' JSON fits in `max_bytes` (0: no byte budget), at least one:
+    the puller's page byte limit (docs/replication.md)."""
+    if not max_bytes:
+        return rows
+    total = 0
+    for n, row in enumerate(rows):
+        total += (len(row.protected) + len(row.payload) + len(row.signature) + len(row.header)
+                  + len(row.signer) + 256)  # seq, rev, object_id, member names
+        if total > max_bytes and n:
+            return rows[:n]
+    return rows
 
 
 async def handle_sync_hint(ctx: RequestContext) -> dict[str, Any]:
@@ -123,9 +143,41 @@ async def handle_sync_hint(ctx: RequestContext) -> dict[str, Any]:
 
 # --- client side ---------------------------------------------------------------------------------
 
-def pull_request(iss: str, aud: str, owner: str, after: int, limit: int) -> dict[str, Any]:
+def pull_request(iss: str, aud: str, owner: str, after: int, limit: int,
+                 max_page_bytes: int | None = None) -> dict[str, Any]:
+    """A SyncPullRequest; with `max_page_bytes` (the puller's sync_max_page_bytes) it asks the
+    peer for a page whose encrypted answer fits in it (`query.max_bytes`, the JSON's budget)."""
+    query: dict[str, Any] = {"after": after, "limit": limit}
+    if max_page_bytes is not None:
+        query["max_bytes"] = json_budget(max_page_bytes)
     return {"@context": PROTOCOL_CONTEXT, "@type": PULL_REQUEST, "iss": iss, "aud": aud,
-            "sub": owner, "query": {"after": after, "limit": limit}}
+            "sub": owner, "query": query}
+
+
+def json_budget(max_page_bytes: int) -> int:
+    """The page JSON size whose encrypted answer fits in `max_page_bytes`."""
+    return max(1, (max_page_bytes - _JOSE_OVERHEAD) * 9 // 16)
+
+
+def link_limits(max_page_bytes: int) -> dict[str, Any]:
+    """The `HubClient` options of a sync link: the answer is read up to `max_page_bytes` and
+    given up on beyond, naming the setting; its JSON is parsed strictly (bounded depth)."""
+    return {"max_response_bytes": max_page_bytes, "response_limit_name": "sync_max_page_bytes"}
+
+
+def check_limits(page_commits: int, max_page_bytes: int, max_commit_bytes: int) -> None:
+    """The sync settings in range.
+
+    Raises:
+        ValueError: sync_page_commits outside 1..MAX_LIMIT, or sync_max_page_bytes too small
+            for a page of one commit of max_commit_bytes (4x it, with the JOSE margin).
+    """
+    if not 1 <= page_commits <= MAX_LIMIT:
+        raise ValueError(f"sync_page_commits must be between 1 and {MAX_LIMIT}")
+    least = 4 * max_commit_bytes + 2 * _JOSE_OVERHEAD
+    if max_page_bytes < least:
+        raise ValueError(f"sync_max_page_bytes must be at least {least} "
+                         f"(4 x max_commit_bytes + {2 * _JOSE_OVERHEAD})")
 
 
 def hint_request(iss: str, aud: str, owner: str, last_seq: int) -> dict[str, Any]:

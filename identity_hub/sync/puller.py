@@ -42,14 +42,18 @@ class PullResult:
 
 
 async def pull_peer(receiver: Receiver, link: PeerLink, peer: Peer, *, hub_did: str,
-                    limit: int = protocol.DEFAULT_LIMIT, max_pages: int | None = None,
+                    limit: int = protocol.DEFAULT_LIMIT, max_page_bytes: int | None = None,
+                    max_pages: int | None = None,
                     progress: Progress | None = None,
                     on_applied: Callable[[int], None] | None = None,
                     stop: Callable[[], bool] | None = None) -> PullResult:
     """Pull `peer` until its log of the owner is exhausted (or `max_pages` pages).
 
+    `limit` (sync_page_commits) caps the commits of a page; `max_page_bytes`
+    (sync_max_page_bytes) asks the peer for pages that fit it (the link stops reading beyond).
     `on_applied(seq)` is called after each commit of a page is applied (before the cursor is
-    saved), for progress displays; `stop()` true ends the pull between pages. Exceptions from
+    saved), for progress displays; `stop()` true ends the pull between pages, or between commits
+    of a page (whose cursor is then not saved: the page is fetched again next time). Exceptions from
     the link or a bad page propagate with the cursor at the last fully applied page.
 
     Raises:
@@ -61,13 +65,20 @@ async def pull_peer(receiver: Receiver, link: PeerLink, peer: Peer, *, hub_did: 
     cursor = (fresh or peer).cursor
     result = PullResult(fresh or peer)
     while max_pages is None or result.pages < max_pages:
-        request = protocol.pull_request(hub_did, peer.peer_did, peer.owner, cursor, limit)
+        request = protocol.pull_request(hub_did, peer.peer_did, peer.owner, cursor, limit,
+                                        max_page_bytes)
         page = protocol.parse_pull_response(await link(request), after=cursor, limit=limit)
         page_tally = Tally()
+        stopped = False
         for seq, wire in page.commits:
+            if stop is not None and stop():  # the hub is stopping: the page is fetched again
+                stopped = True
+                break
             page_tally.add(await receiver.apply(peer.owner, wire))
             if on_applied is not None:
                 on_applied(seq)
+        if stopped:
+            break
         # Parked commits wait for a grant (retried once anything new is stored) or for an
         # unreachable signer DID (retried on every round, hence also on an empty page).
         if (page_tally.stored or not page.commits) and await peers.parked_count(db, peer.owner):

@@ -3,8 +3,9 @@
 A replicated commit passes the checks a client's commit passes, judged only by the commit and
 the commits this hub holds, so that every hub decides alike:
 
-* shape (`parse_commit`), `sub` = the owner being synced (never another owner's data), the
-  interface rules, the payload agreeing with the commit's context and type;
+* shape and size (`parse_commit`, at most `max_commit_bytes`), `sub` = the owner being synced
+  (never another owner's data), the interface rules, the payload agreeing with the commit's
+  context and type;
 * `committed_at` not beyond the clock skew in the future (an old one is expected);
 * the signature, by the key the `kid` names in the signer's DID document;
 * a signer other than the owner needs a grant in force at `committed_at`
@@ -45,7 +46,7 @@ from identity_hub.errors import (
 from identity_hub.permissions import exclusion
 from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE, parse_grant
 from identity_hub.permissions.scope import GRANTABLE_INTERFACES
-from identity_hub.protocol.commit import Commit, parse_commit
+from identity_hub.protocol.commit import DEFAULT_MAX_COMMIT_BYTES, Commit, parse_commit
 from identity_hub.storage import store
 from identity_hub.storage.writes import now_us
 from identity_hub.sync import peers
@@ -80,18 +81,20 @@ class Receiver:
     """Applies replicated commits of one hub's owners."""
 
     def __init__(self, commits: CommitService, resolver: DidResolver, *,
-                 skew_seconds: int = 300, max_json_depth: int = 64) -> None:
+                 skew_seconds: int = 300, max_json_depth: int = 64,
+                 max_commit_bytes: int = DEFAULT_MAX_COMMIT_BYTES) -> None:
         self.commits = commits
         self.db = commits.db
         self.resolver = resolver
         self.skew_us = skew_seconds * 1_000_000
         self.max_json_depth = max_json_depth
+        self.max_commit_bytes = max_commit_bytes
 
     async def apply(self, owner: str, wire: Any) -> Outcome:
         """Verify and store one commit of `owner` (see the module docstring). Never raises a
         HubError: refusals are logged and returned as an Outcome."""
         try:
-            commit = parse_commit(wire)
+            commit = parse_commit(wire, max_bytes=self.max_commit_bytes)
             if await self._held(owner, commit.rev):  # the usual case of a re-pull: no checks
                 return Outcome.HELD
             payload = self._check_shape(owner, commit)

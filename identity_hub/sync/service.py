@@ -42,7 +42,8 @@ PeerStatusHook = Callable[[PeerQueue], None]
 @dataclasses.dataclass(frozen=True)
 class SyncConfig:
     interval: float = 60.0  # anti-entropy: every peer is pulled at least this often
-    page_size: int = protocol.DEFAULT_LIMIT
+    page_size: int = protocol.DEFAULT_LIMIT  # the sync_page_commits setting
+    max_page_bytes: int = protocol.DEFAULT_MAX_PAGE_BYTES  # the sync_max_page_bytes setting
     base_backoff: float = 1.0
     max_backoff: float = 600.0
     timeout: float = 30.0  # one request to a peer
@@ -83,11 +84,22 @@ class SyncService:
                        asyncio.create_task(self._hints(), name="sync-hints")]
 
     async def close(self) -> None:
+        """Stop every sync task, before the database engine closes (the app's cleanup_ctx).
+
+        The round and hint tasks are woken and end at their next wait, pulls after their page:
+        a task cancelled in the middle of a query would leave its connection to a closing
+        engine ("rollback failed"). Whatever still runs after `close_grace` is cancelled."""
         self._closed = True
         protocol.unregister_hint_target(self.db)
-        for task in self._tasks:
+        self._wake.set()
+        self._hint_event.set()
+        running = list(self._tasks)
+        if running:  # woken, they end at their next wait, never in the middle of a query
+            await asyncio.wait(running, timeout=self.config.close_grace)
+        tasks = [t for t in running if not t.done()]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         # Let pulls finish their page (they stop after it) rather than cut a write.
@@ -153,7 +165,8 @@ class SyncService:
                     connector=aiohttp.TCPConnector(limit=0, limit_per_host=0))
             client = HubClient(peer.url, self.hub_did, self.keys, hub_did=peer.peer_did,
                                resolver=self.resolver, session=self._session,
-                               timeout=self.config.timeout)
+                               timeout=self.config.timeout,
+                               **protocol.link_limits(self.config.max_page_bytes))
             self._clients[key] = client
         return client.send
 
@@ -180,7 +193,9 @@ class SyncService:
     async def _pull(self, peer: Peer, progress: Progress | None = None) -> PullResult:
         try:
             result = await pull_peer(self.receiver, self.link(peer), peer, hub_did=self.hub_did,
-                                     limit=self.config.page_size, progress=progress,
+                                     limit=self.config.page_size,
+                                     max_page_bytes=self.config.max_page_bytes,
+                                     progress=progress,
                                      stop=lambda: self._closed)
         except asyncio.CancelledError:
             raise
@@ -203,6 +218,8 @@ class SyncService:
                     await self._queues.pop(stale).close(0.0)
             except Exception:
                 logger.exception("sync: reading the peers failed")
+            if self._closed:
+                break
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(),
@@ -218,6 +235,8 @@ class SyncService:
                     await asyncio.wait_for(self._hint_event.wait(), self.config.trailing_hint)
             else:
                 await self._hint_event.wait()
+            if self._closed:
+                break
             # Give the write's unit of work a moment to commit (and coalesce a burst).
             await asyncio.sleep(self.config.hint_delay)
             self._hint_event.clear()

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from identity_hub.sync import protocol
 from identity_hub.sync.peer_queue import PeerQueue
 from identity_hub.sync.receiver import Receiver
 from identity_hub.sync.service import SyncConfig, SyncService
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 def sync_config(settings: Settings) -> SyncConfig:
     """The sync service's timing from the settings table."""
     return SyncConfig(interval=settings.sync_interval_seconds,
+                      page_size=settings.sync_page_commits,
+                      max_page_bytes=settings.sync_max_page_bytes,
                       timeout=settings.sync_request_timeout_seconds,
                       base_backoff=settings.sync_backoff_base_seconds,
                       max_backoff=settings.sync_backoff_max_seconds)
@@ -31,13 +34,16 @@ def sync_config(settings: Settings) -> SyncConfig:
 
 def receiver_for(commits: CommitService, resolver: DidResolver, settings: Settings) -> Receiver:
     return Receiver(commits, resolver, skew_seconds=settings.clock_skew_seconds,
-                    max_json_depth=settings.max_json_depth)
+                    max_json_depth=settings.max_json_depth,
+                    max_commit_bytes=settings.max_commit_bytes)
 
 
 def service_for(commits: CommitService, resolver: DidResolver, settings: Settings,
                 identity: HubIdentity, config: SyncConfig | None = None) -> SyncService:
     """A SyncService signing with the hub's current signing key, decrypting answers with its
     key-agreement keys."""
+    if config is not None:  # raises ValueError for sync settings out of range
+        protocol.check_limits(config.page_size, config.max_page_bytes, settings.max_commit_bytes)
     keys = [identity.signing_key("Ed25519"), *identity.encryption_keys()]
     return SyncService(receiver_for(commits, resolver, settings), identity.did, keys, resolver,
                        config or sync_config(settings))

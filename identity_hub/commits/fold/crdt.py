@@ -65,6 +65,19 @@ _REASONS = {
 }
 
 
+def _hashes(missing: frozenset[bytes], shown: int = 2) -> str:
+    """The missing change hashes in hex, sorted: the first `shown` of them, and how many more
+    (a sync park reason holds 256 characters)."""
+    hexes = sorted(h.hex() for h in missing)
+    return ", ".join(hexes[:shown]) + (f" and {len(hexes) - shown} more"
+                                       if len(hexes) > shown else "")
+
+
+def _missing_message(missing: frozenset[bytes]) -> str:
+    """No document involved: the missing dependencies are exactly these."""
+    return f"automerge change depends on changes not in earlier commits: {_hashes(missing)}"
+
+
 class CrdtError(Exception):
     """An automerge payload or fold was refused; the message is safe to show a client.
 
@@ -390,8 +403,7 @@ class AutomergeEngine:
         except ChunkError as exc:
             raise CrdtError(str(exc)) from None
         if plan.external_deps and not plan.documents:
-            raise CrdtError("automerge change depends on changes that are not in earlier commits",
-                            "deps")
+            raise CrdtError(_missing_message(plan.external_deps), "deps")
         header = {
             "op": "fold",
             "documents": len(plan.documents),
@@ -403,7 +415,17 @@ class AutomergeEngine:
         worker = self._pick(cache_key)
         async with worker.lock:
             status, body = await worker.exchange(header, plan.payloads)
-        return self._answer(status, body)
+        try:
+            return self._answer(status, body)
+        except CrdtError as exc:
+            # The binding cannot say which change it lacks; the changes' dependencies that no
+            # payload holds, nor any document names as a head, are the ones to name.
+            missing = plan.external_deps - frozenset().union(
+                *(i.heads for i in infos if i.is_document))
+            if exc.reason != "deps" or not missing:
+                raise
+            # The binding cannot tell a malformed change from a missing dependency here.
+            raise CrdtError(f"{exc}; not held: {_hashes(missing)}", "deps") from None
 
     def _pick(self, cache_key: str | None) -> _WorkerProcess:
         if self._closed:
