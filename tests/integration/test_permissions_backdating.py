@@ -16,6 +16,7 @@ from identity_hub.permissions.grant import GRANT_CONTEXT, GRANT_TYPE
 from identity_hub.storage import store
 from identity_hub.storage.tables import commits
 from identity_hub.sync.receiver import Outcome, Receiver
+from tests.integration.test_sync import parse_rev
 from tests.support.actors import Actor, iso, playlist
 
 
@@ -99,4 +100,10 @@ async def test_a_backdated_commit_after_the_revocation_is_refused_but_replicates
     wire = bob.commit(alice.did, payload=playlist("replicated"), committed_at=iso(now - 5))
     assert await receiver.apply(alice.did, wire) is Outcome.STORED
     late = bob.commit(alice.did, payload=playlist("late"), committed_at=iso(now + 1))
-    assert await receiver.apply(alice.did, late) is Outcome.PARKED  # after the revocation
+    # after the revocation: held so that every replica holds the same commits, but excluded
+    # (not folded: permissions/exclusion.py)
+    assert await receiver.apply(alice.did, late) is Outcome.STORED
+    async with rt.db.engine.connect() as conn:
+        flags = dict((await conn.execute(sa.select(commits.c.rev, commits.c.excluded).where(
+            commits.c.rev.in_([parse_rev(wire), parse_rev(late)])))).all())
+    assert flags == {parse_rev(wire): False, parse_rev(late): True}

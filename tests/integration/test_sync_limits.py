@@ -112,7 +112,8 @@ async def _assert_only_good_stored(victim: RunningHub, good: RunningHub, owner: 
         sorted(await commit_revs(_View(good), owner.did))  # type: ignore[arg-type]
     status = {p.peer_did: p for p in await peers.list_peers(victim.runtime.db, owner.did)}
     assert status[hostile_did].last_error == error
-    assert status[hostile_did].cursor == 0 and status[hostile_did].failures == 1
+    # at least the pull this test made (the per-peer queue may have tried on its own as well)
+    assert status[hostile_did].cursor == 0 and status[hostile_did].failures >= 1
     assert status[good.did].last_error is None and status[good.did].lag == 0
 
 
@@ -194,7 +195,8 @@ async def test_a_deeply_nested_page_is_a_clean_sync_error(
             env={**os.environ, "PYTHONPATH": str(ROOT)})
         out, err = await status.communicate()
         assert status.returncode == 0, err
-        assert "(1 in a row, " in out.decode() and f"): {error}" in out.decode(), out
+        # the hub's own per-peer queue may have tried too: one or more failures in a row
+        assert " in a row, " in out.decode() and f"): {error}" in out.decode(), out
         assert b"RecursionError" not in out + err and b"Traceback" not in out + err
 
 
@@ -215,6 +217,8 @@ async def test_an_honest_peers_big_commits_come_in_pages_that_fit(
         results = await victim.server.app[appkeys.SYNC].sync_now(owner.did)
         assert [error for _p, _r, error in results] == [None]
         (_peer, result, _error), = results
-        assert result is not None and result.pages >= 2 and result.tally.stored == 103
+        # the per-peer queue may pull part of it concurrently: stored here or already held
+        assert result is not None and result.pages >= 2
+        assert result.tally.stored + result.tally.held == 103
         assert sorted(await commit_revs(_View(victim), owner.did)) == \
             sorted(await commit_revs(_View(good), owner.did))  # type: ignore[arg-type]
