@@ -31,7 +31,27 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _HubGroup(click.Group):
+    """Environment problems and a user's mistakes become one line, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        import sqlalchemy.exc
+
+        try:
+            return super().invoke(ctx)
+        except FileNotFoundError as exc:
+            fail(f"no such file: {exc.filename}: check the path")
+        except sqlalchemy.exc.NoSuchModuleError:
+            fail("the database URL names an unknown driver: write postgresql+asyncpg://… "
+                 "(PostgreSQL) or sqlite+aiosqlite:///… (SQLite)")
+        except (ConnectionError, TimeoutError) as exc:
+            fail(f"cannot connect ({exc.strerror or exc}): is the database or hub running, "
+                 "and is the URL right?")
+        return None
+
+
+@click.group(cls=_HubGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--data-dir", envvar="IDENTITY_HUB_DATA_DIR", metavar="DIR",
               help="The hub's home (keys, SQLite database, config.toml). "
                    "Default: a per-user data directory.")
